@@ -1,0 +1,35 @@
+"""spdekit: stochastic PDEs on image grids.
+
+The stochastic Perona-Malik equation dU = div(g1(t, grad U) grad U) dt + g2(t, grad U) dW of
+"Score-based generative modeling through anisotropic SPDEs" (eq. 6-11), discretised by finite
+differences with Neumann borders (Appendix H, eq. 35-37), driven by Q-Wiener noise with
+exponential covariance, and stepped by (tamed) Euler-Maruyama (eq. 39).
+"""
+
+from . import schedules
+from ._version import __version__
+from .backends import get_backend
+from .grid import Grid
+from .noise import CirculantEmbedding, QWienerNoise
+from .simulate import SimulationDiverged, simulate
+from .solvers import EulerMaruyama, Solver, TamedEulerMaruyama
+from .spde import AnisotropicSPDE, StabilityWarning
+from .trajectory import Trajectory, open_trajectory
+
+__all__ = [
+    "__version__",
+    "AnisotropicSPDE",
+    "CirculantEmbedding",
+    "EulerMaruyama",
+    "Grid",
+    "QWienerNoise",
+    "SimulationDiverged",
+    "Solver",
+    "StabilityWarning",
+    "TamedEulerMaruyama",
+    "Trajectory",
+    "get_backend",
+    "open_trajectory",
+    "schedules",
+    "simulate",
+]

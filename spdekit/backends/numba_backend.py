@@ -1,0 +1,352 @@
+"""Fused, parallel CPU kernels (numba). Same numerics as :mod:`.numpy_backend`, which is the
+readable definition; tests hold the two equal (float64 to 1e-12, float32 to 1e-5).
+
+Work is split into tasks of (plane, block of rows) so that both a large batch of small images
+and one large image keep every core busy. Each task walks its rows once with rolling row buffers,
+so each node's two diffusivities (as an x- and as a y-neighbour) are evaluated once. A tamed
+Euler-Maruyama step is two passes over memory: (1) drift into a buffer plus the per-task sum of
+squares for the taming norm, (2) the update u + factor * b + g2 * dW together with a finiteness
+check. Untamed EM fuses everything into one pass.
+
+fastmath is on without 'nnan'/'ninf': a blow-up must still show up as NaN/inf.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+from .numpy_backend import circulant_apply  # noqa: F401  (FFTs: scipy.fft is already threaded)
+
+name = "numba"
+
+_FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
+_ROWS = 32  # rows per task
+
+
+def _tasks(H):
+    return (H + _ROWS - 1) // _ROWS
+
+
+# ----------------------------------------------------------------------------- row helpers
+
+
+@njit(inline="always", fastmath=_FM)
+def _gfun(a, il, s, one):
+    return a / np.sqrt(one + s * il)
+
+
+@njit(fastmath=_FM)
+def _cy_row(u, r, a, il, one, out):
+    """Diffusivity of row r seen from its y-neighbours: g(dx mirrored, dy clamped)."""
+    H, W = u.shape
+    rp = min(r + 1, H - 1)
+    rm = max(r - 1, 0)
+    for x in range(1, W - 1):
+        dx = u[r, x + 1] - u[r, x - 1]
+        dy = u[rp, x] - u[rm, x]
+        out[x] = _gfun(a, il, dx * dx + dy * dy, one)
+    for x in (0, W - 1):
+        dy = u[rp, x] - u[rm, x]
+        out[x] = _gfun(a, il, dy * dy, one)
+
+
+@njit(fastmath=_FM)
+def _ghost_y_row(u, r, a, il, one, out):
+    """Ghost diffusivity beyond a y-border: g(dx mirrored of row r, 0)."""
+    W = u.shape[1]
+    for x in range(1, W - 1):
+        dx = u[r, x + 1] - u[r, x - 1]
+        out[x] = _gfun(a, il, dx * dx, one)
+    out[0] = a
+    out[W - 1] = a
+
+
+@njit(fastmath=_FM)
+def _paper_row(u, y, a, il, one, cprev, cnext, cx, out):
+    """Eq. (35)-(36) for row y; cprev/cnext are the diffusivities of rows y-1 / y+1 (or ghosts)."""
+    H, W = u.shape
+    interior_y = 0 < y < H - 1
+    # diffusivities of row y as x-neighbours: g(dx clamped, dy mirrored)
+    for x in range(W):
+        xp = min(x + 1, W - 1)
+        xm = max(x - 1, 0)
+        dx = u[y, xp] - u[y, xm]
+        if interior_y:
+            dy = u[y + 1, x] - u[y - 1, x]
+            cx[x] = _gfun(a, il, dx * dx + dy * dy, one)
+        else:
+            cx[x] = _gfun(a, il, dx * dx, one)
+    # ghost diffusivities left / right: g(0, dy mirrored of the mirrored column)
+    if interior_y:
+        d0 = u[y + 1, 1] - u[y - 1, 1]
+        d1 = u[y + 1, W - 2] - u[y - 1, W - 2]
+        gl = _gfun(a, il, d0 * d0, one)
+        gr = _gfun(a, il, d1 * d1, one)
+    else:
+        gl = a
+        gr = a
+    yu = y + 1 if y < H - 1 else H - 2  # mirror ghost values across the y-borders
+    yd = y - 1 if y > 0 else 1
+    for x in range(1, W - 1):
+        c = u[y, x]
+        out[x] = (
+            cx[x + 1] * (u[y, x + 1] - c)
+            + cx[x - 1] * (u[y, x - 1] - c)
+            + cnext[x] * (u[yu, x] - c)
+            + cprev[x] * (u[yd, x] - c)
+        )
+    c = u[y, 0]
+    out[0] = (cx[1] + gl) * (u[y, 1] - c) + cnext[0] * (u[yu, 0] - c) + cprev[0] * (u[yd, 0] - c)
+    c = u[y, W - 1]
+    out[W - 1] = (
+        (cx[W - 2] + gr) * (u[y, W - 2] - c)
+        + cnext[W - 1] * (u[yu, W - 1] - c)
+        + cprev[W - 1] * (u[yd, W - 1] - c)
+    )
+
+
+@njit(fastmath=_FM)
+def _paper_block(u, y0, y1, a, il, one, rowbuf):
+    """Eq. (35)-(36) for rows [y0, y1) of one plane, written to rowbuf[y - y0] (unscaled by h)."""
+    H, W = u.shape
+    c0 = np.empty(W, u.dtype)
+    c1 = np.empty(W, u.dtype)
+    c2 = np.empty(W, u.dtype)
+    cx = np.empty(W, u.dtype)
+    # diffusivity of row y0-1 (or the ghost before row 0)
+    if y0 == 0:
+        _ghost_y_row(u, 1, a, il, one, c0)
+    else:
+        _cy_row(u, y0 - 1, a, il, one, c0)
+    _cy_row(u, y0, a, il, one, c1)
+    for y in range(y0, y1):
+        if y + 1 < H:
+            _cy_row(u, y + 1, a, il, one, c2)
+        else:
+            _ghost_y_row(u, H - 2, a, il, one, c2)
+        _paper_row(u, y, a, il, one, c0, c2, cx, rowbuf[y - y0])
+        c0, c1, c2 = c1, c2, c0
+
+
+@njit(fastmath=_FM)
+def _conservative_block(u, y0, y1, a, il, one, inv_h, rowbuf):
+    """Flux-form drift for rows [y0, y1) of one plane (see numpy_backend.drift_conservative)."""
+    H, W = u.shape
+    quarter = one / (one + one + one + one)
+    zero = one - one
+    fx = np.empty(W + 1, u.dtype)
+    fy_lo = np.empty(W, u.dtype)
+    fy_hi = np.empty(W, u.dtype)
+
+    for y in range(y0, y1):
+        # vertical fluxes through the faces below (y-1/2) and above (y+1/2) of row y
+        for which in range(2):
+            r0 = y - 1 if which == 0 else y
+            dst = fy_lo if which == 0 else fy_hi
+            if r0 < 0 or r0 + 1 > H - 1:
+                for x in range(W):
+                    dst[x] = zero
+                continue
+            r1 = r0 + 1
+            for x in range(W):
+                dn = (u[r1, x] - u[r0, x]) * inv_h
+                if 0 < x < W - 1:
+                    dt = (u[r0, x + 1] - u[r0, x - 1] + u[r1, x + 1] - u[r1, x - 1]) * quarter * inv_h
+                else:
+                    dt = zero
+                dst[x] = _gfun(a, il, dn * dn + dt * dt, one) * dn
+        # horizontal fluxes through the faces x-1/2 ... x+1/2 of row y
+        fx[0] = zero
+        fx[W] = zero
+        for x in range(W - 1):
+            dn = (u[y, x + 1] - u[y, x]) * inv_h
+            if 0 < y < H - 1:
+                dt = (u[y + 1, x] - u[y - 1, x] + u[y + 1, x + 1] - u[y - 1, x + 1]) * quarter * inv_h
+            else:
+                dt = zero
+            fx[x + 1] = _gfun(a, il, dn * dn + dt * dt, one) * dn
+        out = rowbuf[y - y0]
+        for x in range(W):
+            out[x] = ((fx[x + 1] - fx[x]) + (fy_hi[x] - fy_lo[x])) * inv_h
+
+
+@njit(fastmath=_FM)
+def _g2_row(u, y, a, il, one, out):
+    """Eq. (37) for row y: g2 of the mirrored central differences."""
+    H, W = u.shape
+    interior_y = 0 < y < H - 1
+    zero = one - one
+    for x in range(W):
+        dx = u[y, x + 1] - u[y, x - 1] if 0 < x < W - 1 else zero
+        dy = u[y + 1, x] - u[y - 1, x] if interior_y else zero
+        out[x] = _gfun(a, il, dx * dx + dy * dy, one)
+
+
+# ----------------------------------------------------------------------------- drift / g2
+
+
+@njit(parallel=True, fastmath=_FM, cache=True)
+def _drift_kernel(u, a, il, conservative, inv_h, inv_h2, one, out):
+    """u, out: (P, H, W); a, il: per plane. Fills out with the drift; returns per-task sum b^2."""
+    P, H, W = u.shape
+    nt = (H + _ROWS - 1) // _ROWS
+    ssq = np.zeros(P * nt)
+    for task in prange(P * nt):
+        p = task // nt
+        y0 = (task % nt) * _ROWS
+        y1 = min(y0 + _ROWS, H)
+        rows = out[p, y0:y1]
+        if conservative:
+            _conservative_block(u[p], y0, y1, a[p], il[p], one, inv_h, rows)
+        else:
+            _paper_block(u[p], y0, y1, a[p], il[p], one, rows)
+            for r in range(y1 - y0):
+                for x in range(W):
+                    rows[r, x] *= inv_h2
+        s = 0.0
+        for r in range(y1 - y0):
+            for x in range(W):
+                v = rows[r, x]
+                s += v * v
+        ssq[task] = s
+    return ssq
+
+
+@njit(parallel=True, fastmath=_FM, cache=True)
+def _g2_kernel(u, a, il, one, out):
+    P, H, W = u.shape
+    for task in prange(P * H):
+        p = task // H
+        y = task % H
+        _g2_row(u[p], y, a[p], il[p], one, out[p, y])
+
+
+@njit(parallel=True, fastmath=_FM, cache=True)
+def _update_kernel(u, b, dW, fac, a2, il2, one, out):
+    """out = u + fac * b + g2(u) * dW (per plane fac, a2, il2). Returns per-task sum |out|, a
+    finiteness probe (non-finite iff some entry is)."""
+    P, H, W = u.shape
+    probe = np.zeros(P * H)
+    for task in prange(P * H):
+        p = task // H
+        y = task % H
+        f = fac[p]
+        g2row = np.empty(W, u.dtype)
+        if il2[p] == 0:
+            for x in range(W):
+                g2row[x] = a2[p]
+        else:
+            _g2_row(u[p], y, a2[p], il2[p], one, g2row)
+        s = 0.0
+        for x in range(W):
+            v = u[p, y, x] + f * b[p, y, x] + g2row[x] * dW[p, y, x]
+            out[p, y, x] = v
+            s += abs(v)
+        probe[task] = s
+    return probe
+
+
+@njit(parallel=True, fastmath=_FM, cache=True)
+def _em_fused_kernel(u, dW, dt, a1, il1, a2, il2, conservative, inv_h, inv_h2, one, out):
+    """Untamed EM in one pass: out = u + dt * b(u) + g2(u) * dW."""
+    P, H, W = u.shape
+    nt = (H + _ROWS - 1) // _ROWS
+    probe = np.zeros(P * nt)
+    for task in prange(P * nt):
+        p = task // nt
+        y0 = (task % nt) * _ROWS
+        y1 = min(y0 + _ROWS, H)
+        rows = np.empty((y1 - y0, W), u.dtype)
+        if conservative:
+            _conservative_block(u[p], y0, y1, a1[p], il1[p], one, inv_h, rows)
+            scale = dt
+        else:
+            _paper_block(u[p], y0, y1, a1[p], il1[p], one, rows)
+            scale = dt * inv_h2
+        g2row = np.empty(W, u.dtype)
+        s = 0.0
+        for r in range(y1 - y0):
+            y = y0 + r
+            if il2[p] == 0:
+                for x in range(W):
+                    g2row[x] = a2[p]
+            else:
+                _g2_row(u[p], y, a2[p], il2[p], one, g2row)
+            for x in range(W):
+                v = u[p, y, x] + scale * rows[r, x] + g2row[x] * dW[p, y, x]
+                out[p, y, x] = v
+                s += abs(v)
+        probe[task] = s
+    return probe
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _planes(u):
+    B, C, H, W = u.shape
+    return np.ascontiguousarray(u).reshape(B * C, H, W), B, C
+
+
+def _per_plane(a, B, C, dtype):
+    return np.repeat(np.asarray(a, dtype=np.float64).reshape(B), C).astype(dtype)
+
+
+def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None):
+    up, B, C = _planes(u)
+    dt = u.dtype
+    res = np.empty_like(up) if out is None else out.reshape(up.shape)
+    h = float(spacing)
+    il = np.asarray(inv_lam2, dtype=np.float64) / (1.0 if stencil == "conservative" else h * h)
+    _drift_kernel(
+        up, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), stencil == "conservative",
+        dt.type(1.0 / h), dt.type(1.0 / (h * h)), dt.type(1.0), res,
+    )
+    return res.reshape(u.shape)
+
+
+def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0):
+    up, B, C = _planes(u)
+    dt = u.dtype
+    res = np.empty_like(up)
+    il = np.asarray(inv_lam2, dtype=np.float64) / (spacing * spacing)
+    _g2_kernel(up, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), dt.type(1.0), res)
+    return res.reshape(u.shape)
+
+
+def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None, work=None):
+    """Same contract as :func:`.numpy_backend.em_step`; ``out``/``work`` are optional buffers of
+    u's shape (the simulation loop reuses them)."""
+    up, B, C = _planes(u)
+    dtype = u.dtype
+    dWp = np.ascontiguousarray(dW, dtype=dtype).reshape(up.shape)
+    res = np.empty_like(up) if out is None else out.reshape(up.shape)
+    h = float(spacing)
+    cons = stencil == "conservative"
+    il1 = np.asarray(coef["inv_lam1"], dtype=np.float64) / (1.0 if cons else h * h)
+    il2 = np.asarray(coef["inv_lam2"], dtype=np.float64) / (h * h)
+    a1 = _per_plane(coef["alpha1"], B, C, dtype)
+    a2 = _per_plane(coef["alpha2"], B, C, dtype)
+    il1p = _per_plane(il1, B, C, dtype)
+    il2p = _per_plane(il2, B, C, dtype)
+    one = dtype.type(1.0)
+    if taming is None:
+        probe = _em_fused_kernel(
+            up, dWp, dtype.type(dt), a1, il1p, a2, il2p, cons,
+            dtype.type(1.0 / h), dtype.type(1.0 / (h * h)), one, res,
+        )
+    else:
+        gamma, norm = taming
+        b = np.empty_like(up) if work is None else work.reshape(up.shape)
+        ssq = _drift_kernel(up, a1, il1p, cons, dtype.type(1.0 / h), dtype.type(1.0 / (h * h)), one, b)
+        s = ssq.reshape(B, -1).sum(axis=1)
+        if norm == "rms":
+            s = s / (C * u.shape[2] * u.shape[3])
+        factor = dt / (1.0 + dt * np.sqrt(s) ** gamma)
+        probe = _update_kernel(up, b, dWp, _per_plane(factor, B, C, dtype), a2, il2p, one, res)
+    return res.reshape(u.shape), bool(np.isfinite(probe.sum()))
+
+
+def threads() -> int:
+    return get_num_threads()
