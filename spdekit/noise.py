@@ -29,6 +29,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from ._checks import array_module, check_choice, check_nonnegative, check_positive
+from .random import SampleStreams
 
 KINDS = ("euclidean", "separable")
 #: eigenvalues above -EIG_TOL * max(eig) count as zero (rounding of the FFT)
@@ -146,14 +147,21 @@ class QWienerNoise:
     def sample(self, shape, rng, dtype=np.float64):
         """Fields of shape ``(..., H, W)`` with covariance Q (unit time): S xi, xi ~ N(0, I).
 
-        ``rng`` is a numpy Generator (or cupy's for device arrays); the increment of a Q-Wiener
-        process over dt is ``sqrt(dt) * sample(...)``.
+        ``rng`` is a numpy Generator (or cupy's for device arrays), or a
+        :class:`spdekit.random.SampleStreams` whose batch is ``shape[0]`` (one stream per sample).
+        The increment of a Q-Wiener process over dt is ``sqrt(dt) * sample(...)``.
         """
         shape = tuple(int(s) for s in shape)
         if len(shape) < 2:
             raise ValueError(f"shape must end with (H, W), got {shape}")
         grid = shape[-2:]
-        xi = rng.standard_normal(shape[:-2] + tuple(self.embedding_shape(grid)), dtype=dtype)
+        full = shape[:-2] + tuple(self.embedding_shape(grid))
+        if isinstance(rng, SampleStreams):
+            if len(shape) < 3 or shape[0] != len(rng.generators):
+                raise ValueError(f"SampleStreams of {len(rng.generators)} samples cannot draw shape {shape}")
+            xi = rng.standard_normal(full[1:], dtype=dtype)
+        else:
+            xi = rng.standard_normal(full, dtype=dtype)
         return self.apply_sqrt_Q(xi, grid)
 
 

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_int, check_real
 from .backends import get_backend
+from .random import SampleStreams
 from .solvers import Solver, TamedEulerMaruyama
 from .spde import AnisotropicSPDE, as_batch
 from .trajectory import Trajectory
@@ -51,7 +52,8 @@ class _Increments:
         self.noise, self.shape, self.dtype = noise, tuple(shape), np.dtype(dtype)
         self.brownian = brownian
         if brownian is None:
-            self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+            # one stream per sample (spdekit.random): a sample's path depends on (seed, index) only
+            self.rng = seed if isinstance(seed, np.random.Generator) else SampleStreams(seed, self.shape[0])
         elif hasattr(brownian, "increment"):
             pass
         else:
@@ -94,8 +96,9 @@ def simulate(
     solver : :class:`TamedEulerMaruyama` (default) or :class:`EulerMaruyama`.
     save_every : save the state every this many steps (the initial and final states are always
         saved); None saves only those two.
-    seed : seed (or numpy Generator) for the Wiener increments. The increments are drawn on the host
-        in a fixed order, so a seed gives the same path on every backend.
+    seed : seed for the Wiener increments: sample b draws from its own stream
+        (:mod:`spdekit.random`), so a seed gives the same path on every backend, for every batch size
+        and thread count. A numpy Generator is also accepted (one stream for the whole batch).
     brownian : explicit increments instead of a seed: an array (n_steps, *u0.shape) or an object with
         ``increment(t_start, t_end)`` (e.g. a Brownian path that coarsens exactly).
     backend : "auto", "numpy", "numba" or "cupy".

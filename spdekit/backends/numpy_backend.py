@@ -48,9 +48,10 @@ import scipy.fft as sfft
 name = "numpy"
 
 
-def _col(a, ndim=4):
-    """(B,) per-sample coefficient -> (B, 1, 1, 1) for broadcasting."""
-    return np.asarray(a).reshape((-1,) + (1,) * (ndim - 1))
+def _col(a, like):
+    """(B,) per-sample coefficient -> (B, 1, 1, 1) in the dtype of ``like`` (computations stay in
+    the state's precision: float32 in, float32 arithmetic)."""
+    return np.asarray(a, dtype=like.dtype).reshape((-1,) + (1,) * (like.ndim - 1))
 
 
 def g(alpha, inv_lam2, gx, gy):
@@ -103,8 +104,8 @@ def paper_diffusivities(u, alpha, inv_lam2):
 
 def drift_paper(u, alpha, inv_lam2, spacing=1.0):
     """Eq. (35)-(36): b_i = sum over neighbours of c(n) (u_n - u_i) / h^2 (closure: module doc)."""
-    a = _col(alpha, u.ndim)
-    il = _col(inv_lam2, u.ndim) / (spacing * spacing)
+    a = _col(alpha, u)
+    il = _col(np.asarray(inv_lam2) / (spacing * spacing), u)
     cx, cy = paper_diffusivities(u, a, il)
     ux = np.pad(u, [(0, 0)] * (u.ndim - 1) + [(1, 1)], mode="reflect")  # mirror ghosts along x
     uy = np.pad(u, [(0, 0)] * (u.ndim - 2) + [(1, 1), (0, 0)], mode="reflect")
@@ -120,8 +121,8 @@ def drift_paper(u, alpha, inv_lam2, spacing=1.0):
 def drift_conservative(u, alpha, inv_lam2, spacing=1.0):
     """Flux form div(g1(grad u) grad u) with zero flux through the border (module doc)."""
     h = spacing
-    a = _col(alpha, u.ndim)
-    il = _col(inv_lam2, u.ndim)
+    a = _col(alpha, u)
+    il = _col(inv_lam2, u)
     dx_mirror, dy_mirror = _central(u, -1, "reflect"), _central(u, -2, "reflect")
     # faces between x and x+1: normal and tangential gradient components
     dn_x = (u[..., :, 1:] - u[..., :, :-1]) / h
@@ -145,9 +146,9 @@ def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0):
 
 def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0):
     """Eq. (37): g2 at each node from its mirrored central differences (0 across a border)."""
-    a = _col(alpha, u.ndim)
-    il = _col(inv_lam2, u.ndim) / (spacing * spacing)
-    return g(a, il, _central(u, -1, "reflect"), _central(u, -2, "reflect")).astype(u.dtype, copy=False)
+    a = _col(alpha, u)
+    il = _col(np.asarray(inv_lam2) / (spacing * spacing), u)
+    return g(a, il, _central(u, -1, "reflect"), _central(u, -2, "reflect"))
 
 
 def sample_norms(b, norm="l2"):
@@ -177,7 +178,7 @@ def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None
     accepted for interface parity with the fused backends and ignored.
     """
     b = drift(u, coef["alpha1"], coef["inv_lam1"], stencil, spacing)
-    factor = _col(taming_factor(b, dt, taming)).astype(u.dtype)
+    factor = _col(taming_factor(b, dt, taming), u)
     g2 = diffusion_amplitude(u, coef["alpha2"], coef["inv_lam2"], spacing)
     new = u + factor * b + g2 * dW
     return new, bool(np.isfinite(new).all())
