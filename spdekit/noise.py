@@ -28,6 +28,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft as sfft
 
+from ._arrays import as_native
 from ._checks import array_module, check_choice, check_nonnegative, check_positive
 from .random import SampleStreams
 
@@ -115,13 +116,14 @@ class QWienerNoise:
 
     # ----------------------------------------------------------------- operators
     def apply_Q(self, v):
-        """Q v for fields v of shape (..., H, W) (numpy or cupy)."""
+        """Q v for fields v of shape (..., H, W) (numpy, cupy or any DLPack array; same type out)."""
+        v, back = as_native(v)
         if self.is_white:
-            return v.copy()
+            return back(v.copy())
         H, W = v.shape[-2:]
         emb = self.embedding((H, W))
         out = _circulant_apply(v, emb)
-        return out[..., :H, :W]
+        return back(xp_contiguous(out[..., :H, :W]))
 
     def apply_sqrt_Q(self, xi, grid_shape=None):
         """A square-root factor S of Q (S S^T = Q) applied to xi of shape (..., M1, M2).
@@ -130,8 +132,9 @@ class QWienerNoise:
         grid whose embedding has xi's trailing shape, found from the minimal embedding if xi is
         already grid-sized for white noise).
         """
+        xi, back = as_native(xi)
         if self.is_white:
-            return xi
+            return back(xi)
         if grid_shape is None:
             raise ValueError("apply_sqrt_Q needs grid_shape=(H, W) for correlated noise")
         emb = self.embedding(grid_shape)
@@ -142,7 +145,7 @@ class QWienerNoise:
             )
         out = _circulant_apply(xi, emb, spectrum=emb.sqrt_spectrum_half)
         H, W = grid_shape
-        return out[..., :H, :W]
+        return back(xp_contiguous(out[..., :H, :W]))
 
     def sample(self, shape, rng, dtype=np.float64):
         """Fields of shape ``(..., H, W)`` with covariance Q (unit time): S xi, xi ~ N(0, I).
@@ -163,6 +166,11 @@ class QWienerNoise:
         else:
             xi = rng.standard_normal(full, dtype=dtype)
         return self.apply_sqrt_Q(xi, grid)
+
+
+def xp_contiguous(a):
+    """A C-contiguous copy of a cropped field (numpy or cupy)."""
+    return array_module(a).ascontiguousarray(a)
 
 
 def _circulant_apply(v, emb: CirculantEmbedding, spectrum=None):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._arrays import as_native, to_host
 from ._checks import check_int, check_real
 from .backends import get_backend
 from .random import SampleStreams
@@ -48,10 +49,14 @@ class _Increments:
     """Wiener increments dW over [t, t + dt], from a seeded generator, an explicit array of
     shape (n_steps, *state_shape), or an object with ``increment(t_start, t_end)``."""
 
-    def __init__(self, noise, shape, dtype, seed, brownian, n_steps):
+    def __init__(self, noise, shape, dtype, seed, brownian, n_steps, on_device=False):
         self.noise, self.shape, self.dtype = noise, tuple(shape), np.dtype(dtype)
         self.brownian = brownian
-        if brownian is None:
+        if brownian is None and on_device:
+            import cupy  # increments are drawn on the GPU (cupy's generator, same seed)
+
+            self.rng = cupy.random.default_rng(seed)
+        elif brownian is None:
             # one stream per sample (spdekit.random): a sample's path depends on (seed, index) only
             self.rng = seed if isinstance(seed, np.random.Generator) else SampleStreams(seed, self.shape[0])
         elif hasattr(brownian, "increment"):
@@ -115,17 +120,17 @@ def simulate(
     if save_every is None:
         save_every = n_steps
     save_every = check_int("save_every", save_every, minimum=1)
-    be = get_backend(backend, u0)
+    be = get_backend(backend, as_native(u0)[0])
 
     if isinstance(spde, AnisotropicSPDE):
         spde.check_state(u0)
         spde.check_dt(dt, t0, t1)
-        u = as_batch(u0)[0].copy()  # always (B, C, H, W) inside the loop
+        u = as_batch(u0)[0].copy()  # always (B, C, H, W) inside the loop; numpy or cupy
     else:
-        u = u0.copy()
-    incr = _Increments(spde.noise, u.shape, u.dtype, seed, brownian, n_steps)
+        u = as_native(u0)[0].copy()
+    incr = _Increments(spde.noise, u.shape, u.dtype, seed, brownian, n_steps, on_device=be.name == "cupy")
 
-    times, states = [t0], [u.copy()]
+    times, states = [t0], [to_host(u).copy()]  # saved states live on the host
     buffers = {}
     if be.name == "numba":
         buffers = {"out": np.empty_like(u), "work": np.empty_like(u)}
@@ -156,7 +161,7 @@ def simulate(
                 u = new
             if (k + 1) % save_every == 0 or k + 1 == n_steps:
                 times.append(t0 + (k + 1) * dt)
-                states.append(u.copy())
+                states.append(to_host(u).copy())
             bar.update(1)
 
     return Trajectory(

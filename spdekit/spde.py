@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 
 from . import schedules as S
+from ._arrays import as_native
 from ._checks import check_choice, check_finite_array, check_positive
 from .backends import get_backend
 from .grid import Grid
@@ -27,11 +28,15 @@ class StabilityWarning(UserWarning):
 
 
 def as_batch(u):
-    """View u as (B, C, H, W); returns (view, restore) where restore maps results back."""
+    """View u as (B, C, H, W); returns (view, restore) where restore maps results back.
+
+    u may be numpy, cupy or any DLPack array (e.g. a torch tensor): it is viewed without a copy
+    and results come back in u's own type, on u's device (:mod:`spdekit._arrays`)."""
+    u, back = as_native(u)
     if u.ndim == 4:
-        return u, lambda v: v
+        return u, back
     if u.ndim == 2:
-        return u[None, None], lambda v: v[0, 0]
+        return u[None, None], lambda v: back(v[0, 0])
     raise ValueError(
         f"u must have rank 2 (H, W) or 4 (batch, channels, H, W); got shape {tuple(u.shape)}"
     )
@@ -168,7 +173,8 @@ class AnisotropicSPDE:
 
     def noise_term(self, t, u, dW, backend: str = "auto"):
         """sigma(t, u) dW = g2(t, grad u) * dW."""
-        return self.diffusion_amplitude(t, u, backend) * dW
+        ub, restore = as_batch(u)
+        return restore(self.diffusion_amplitude(t, ub, backend) * as_batch(dW)[0])
 
     def em_step(self, t, u, dt, dW, taming=None, backend: str = "auto", **buffers):
         """One (tamed) Euler-Maruyama step (eq. 39) by the backend's fused kernel.
@@ -182,7 +188,7 @@ class AnisotropicSPDE:
 
     def check_state(self, u, name: str = "u0") -> None:
         """Rank, grid size, dtype and finiteness checks with clear messages."""
-        as_batch(u)
+        u = as_batch(u)[0]
         self.grid(u.shape)
         if not np.issubdtype(np.dtype(u.dtype), np.floating):
             raise TypeError(f"{name} must be a float32 or float64 array, got dtype {u.dtype}")

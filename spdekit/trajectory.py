@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._arrays import to_host
 from ._version import __version__
 from .solvers import Solver, solver_from_dict
 
@@ -73,7 +74,7 @@ class Trajectory:
     def to_xarray(self):
         import xarray as xr
 
-        states = np.asarray(_to_host(self.states))
+        states = to_host(self.states)
         if states.ndim != 5:
             raise ValueError(f"states must be (time, sample, channel, y, x); got shape {states.shape}")
         n, B, C, H, W = states.shape
@@ -139,10 +140,6 @@ def write_dataset_atomic(ds, path, encoding=None) -> str:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def _to_host(a):
-    return a.get() if hasattr(a, "get") and type(a).__module__.startswith("cupy") else a
 
 
 def trajectory_from_dataset(ds, source: str = "dataset") -> Trajectory:

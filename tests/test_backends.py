@@ -3,27 +3,11 @@ float64 within 1e-12 and float32 within 1e-5 after 100 steps driven by the same 
 
 import numpy as np
 import pytest
+from _cases import CASES, SOLVERS
+from _cases import image_batch as _image_batch
 
 import spdekit as sk
 from spdekit.backends import get_backend
-from spdekit.images import load_image
-
-
-def _image_batch(dtype, batch=4, size=32):
-    rgb = load_image("astronaut", size=size, channels=3, dtype=dtype)
-    return np.ascontiguousarray(np.broadcast_to(rgb, (batch,) + rgb.shape))
-
-
-CASES = {
-    "paper-preset": lambda: sk.AnisotropicSPDE.paper_anisotropic(32),
-    "conservative": lambda: sk.AnisotropicSPDE.paper_anisotropic(32, stencil="conservative"),
-    "multiplicative": lambda: sk.AnisotropicSPDE(
-        alpha1=sk.schedules.Geometric(0.5, 16.0, 1.0), lambda1=sk.schedules.AnisotropyRamp(0.05, 0.5, 1.0),
-        alpha2=sk.schedules.Geometric(0.05, 0.5, 1.0), lambda2=0.2),
-    "correlated": lambda: sk.AnisotropicSPDE.paper_isotropic(32, correlation_length=2.0),
-}
-SOLVERS = {"tamed-l2": sk.TamedEulerMaruyama(), "tamed-rms": sk.TamedEulerMaruyama(gamma=1.5, norm="rms"),
-           "em": sk.EulerMaruyama()}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -68,3 +52,14 @@ def test_non_contiguous_input_is_handled():
     u = np.random.default_rng(0).standard_normal((2, 1, 16, 32))[..., ::2]
     np.testing.assert_allclose(spde.drift(0.3, u, backend="numba"), spde.drift(0.3, u, backend="numpy"),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_cupy_backend_is_refused_cleanly_without_a_gpu():
+    """CI has no GPU: asking for cupy explains what is missing instead of failing obscurely."""
+    from spdekit.backends import available
+
+    if available("cupy"):
+        pytest.skip("a GPU is present; tests/test_gpu.py covers the cupy backend")
+    u = np.zeros((1, 1, 8, 8))
+    with pytest.raises((ImportError, ValueError), match="cupy"):
+        sk.simulate(sk.AnisotropicSPDE.paper_anisotropic(8), u, 0.0, 0.01, 1e-3, backend="cupy")

@@ -1,0 +1,278 @@
+"""GPU kernels (cupy RawModule, CUDA C++). Same numerics as :mod:`.numpy_backend` (the readable
+definition; see its module docstring for the stencils and their Neumann closures).
+
+One thread per node; the launch grid is (blocks over C*H*W, B) so that every block belongs to one
+sample and the per-sample taming norm is a shared-memory block reduction plus one atomicAdd per
+block (float64 accumulators). A tamed step is two kernels that both read u: (1) the drift's
+squared norm per sample, without storing the drift; (2) the update, recomputing the drift:
+u + factor * b + g2 * dW. Memory traffic is then 4 N values (read u twice, read dW, write the
+result) instead of 6 N for store-and-reload; the stencil arithmetic is cheap next to it. The
+untamed step is a single kernel (3 N). Non-finite results set a device flag (atomicOr), read once
+per step.
+
+Random numbers: on the GPU the Wiener increments are drawn by cupy's generator from the same seed;
+a GPU run is reproducible run to run, but it is not the host's stream (pass ``brownian=`` to drive
+both with the same increments, as the tests do).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+try:
+    import cupy as cp
+except ImportError as exc:  # pragma: no cover - exercised only without cupy
+    raise ImportError("cupy is not installed") from exc
+
+name = "cupy"
+_THREADS = 256
+
+_SOURCE = r"""
+template <typename T>
+__device__ __forceinline__ T gfun(T a, T il, T s) { return a / sqrt(T(1) + s * il); }
+
+template <typename T>
+struct Plane {
+    const T* u; int H; int W;
+    __device__ __forceinline__ T at(int y, int x) const { return u[y * W + x]; }
+    // mirrored central differences: 0 on the border nodes of that axis
+    __device__ __forceinline__ T dxm(int y, int x) const {
+        return (x > 0 && x < W - 1) ? at(y, x + 1) - at(y, x - 1) : T(0);
+    }
+    __device__ __forceinline__ T dym(int y, int x) const {
+        return (y > 0 && y < H - 1) ? at(y + 1, x) - at(y - 1, x) : T(0);
+    }
+    // clamped central differences: one-sided on the border nodes
+    __device__ __forceinline__ T dxc(int y, int x) const {
+        return at(y, min(x + 1, W - 1)) - at(y, max(x - 1, 0));
+    }
+    __device__ __forceinline__ T dyc(int y, int x) const {
+        return at(min(y + 1, H - 1), x) - at(max(y - 1, 0), x);
+    }
+};
+
+// eq. (35)-(36) with the mirror-ghost closure (numpy_backend), unscaled by h^-2
+template <typename T>
+__device__ T drift_paper(const Plane<T>& P, int y, int x, T a, T il) {
+    const int H = P.H, W = P.W;
+    const T c = P.at(y, x);
+    T b = T(0);
+    T d;
+    if (x > 0) { T dx = P.dxc(y, x - 1), dy = P.dym(y, x - 1); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y, x - 1) - c); }
+    else       { d = P.dym(y, 1); b += gfun(a, il, d * d) * (P.at(y, 1) - c); }
+    if (x < W - 1) { T dx = P.dxc(y, x + 1), dy = P.dym(y, x + 1); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y, x + 1) - c); }
+    else           { d = P.dym(y, W - 2); b += gfun(a, il, d * d) * (P.at(y, W - 2) - c); }
+    if (y > 0) { T dx = P.dxm(y - 1, x), dy = P.dyc(y - 1, x); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y - 1, x) - c); }
+    else       { d = P.dxm(1, x); b += gfun(a, il, d * d) * (P.at(1, x) - c); }
+    if (y < H - 1) { T dx = P.dxm(y + 1, x), dy = P.dyc(y + 1, x); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y + 1, x) - c); }
+    else           { d = P.dxm(H - 2, x); b += gfun(a, il, d * d) * (P.at(H - 2, x) - c); }
+    return b;
+}
+
+// face-flux form with zero flux through the border; includes the 1/h scalings
+template <typename T>
+__device__ T drift_conservative(const Plane<T>& P, int y, int x, T a, T il, T inv_h) {
+    const int H = P.H, W = P.W;
+    const T q = T(0.25) * inv_h;
+    T b = T(0);
+    if (x < W - 1) { T dn = (P.at(y, x + 1) - P.at(y, x)) * inv_h, dt = (P.dym(y, x) + P.dym(y, x + 1)) * q;
+                     b += gfun(a, il, dn * dn + dt * dt) * dn; }
+    if (x > 0)     { T dn = (P.at(y, x) - P.at(y, x - 1)) * inv_h, dt = (P.dym(y, x - 1) + P.dym(y, x)) * q;
+                     b -= gfun(a, il, dn * dn + dt * dt) * dn; }
+    if (y < H - 1) { T dn = (P.at(y + 1, x) - P.at(y, x)) * inv_h, dt = (P.dxm(y, x) + P.dxm(y + 1, x)) * q;
+                     b += gfun(a, il, dn * dn + dt * dt) * dn; }
+    if (y > 0)     { T dn = (P.at(y, x) - P.at(y - 1, x)) * inv_h, dt = (P.dxm(y - 1, x) + P.dxm(y, x)) * q;
+                     b -= gfun(a, il, dn * dn + dt * dt) * dn; }
+    return b * inv_h;
+}
+
+template <typename T>
+__device__ __forceinline__ T drift_at(const Plane<T>& P, int y, int x, T a, T il, int conservative, T inv_h, T inv_h2) {
+    return conservative ? drift_conservative(P, y, x, a, il, inv_h) : drift_paper(P, y, x, a, il) * inv_h2;
+}
+
+__device__ __forceinline__ void block_add(double v, double* target) {
+    __shared__ double buf[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffff, v, o);
+    if (lane == 0) buf[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = (lane < (blockDim.x >> 5)) ? buf[lane] : 0.0;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffff, v, o);
+        if (lane == 0 && v != 0.0) atomicAdd(target, v);
+    }
+}
+
+// grid: (ceil(C*H*W / blockDim), B): out = b(u)
+template <typename T>
+__global__ void drift_kernel(const T* __restrict__ u, const T* __restrict__ a, const T* __restrict__ il,
+                             int C, int H, int W, int conservative, T inv_h, T inv_h2, T* __restrict__ out) {
+    const int s = blockIdx.y;
+    const long long n = (long long)C * H * W;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int c = (int)(i / ((long long)H * W));
+    const int r = (int)(i - (long long)c * H * W);
+    const int y = r / W, x = r - y * W;
+    Plane<T> P{u + ((long long)s * C + c) * H * W, H, W};
+    out[(long long)s * n + i] = drift_at(P, y, x, a[s], il[s], conservative, inv_h, inv_h2);
+}
+
+// ssq[s] += sum of b(u)^2 over sample s (the drift is not stored)
+template <typename T>
+__global__ void norm_kernel(const T* __restrict__ u, const T* __restrict__ a, const T* __restrict__ il,
+                            int C, int H, int W, int conservative, T inv_h, T inv_h2, double* __restrict__ ssq) {
+    const int s = blockIdx.y;
+    const long long n = (long long)C * H * W;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    double sq = 0.0;
+    if (i < n) {
+        const int c = (int)(i / ((long long)H * W));
+        const int r = (int)(i - (long long)c * H * W);
+        const int y = r / W, x = r - y * W;
+        Plane<T> P{u + ((long long)s * C + c) * H * W, H, W};
+        const T b = drift_at(P, y, x, a[s], il[s], conservative, inv_h, inv_h2);
+        sq = (double)b * (double)b;
+    }
+    block_add(sq, ssq + s);  // every thread of the block takes part in the reduction
+}
+
+template <typename T>
+__global__ void g2_kernel(const T* __restrict__ u, const T* __restrict__ a, const T* __restrict__ il,
+                          int C, int H, int W, T* __restrict__ out) {
+    const int s = blockIdx.y;
+    const long long n = (long long)C * H * W;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int c = (int)(i / ((long long)H * W));
+    const int r = (int)(i - (long long)c * H * W);
+    const int y = r / W, x = r - y * W;
+    Plane<T> P{u + ((long long)s * C + c) * H * W, H, W};
+    const T dx = P.dxm(y, x), dy = P.dym(y, x);
+    out[(long long)s * n + i] = gfun(a[s], il[s], dx * dx + dy * dy);
+}
+
+// out = u + fac[s] * b(u) + g2(u) * dW ; sets *flag if a result is not finite
+template <typename T>
+__global__ void step_kernel(const T* __restrict__ u, const T* __restrict__ dW, const T* __restrict__ fac,
+                            const T* __restrict__ a1, const T* __restrict__ il1,
+                            const T* __restrict__ a2, const T* __restrict__ il2,
+                            int C, int H, int W, int conservative, T inv_h, T inv_h2,
+                            T* __restrict__ out, int* __restrict__ flag) {
+    const int s = blockIdx.y;
+    const long long n = (long long)C * H * W;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int c = (int)(i / ((long long)H * W));
+    const int r = (int)(i - (long long)c * H * W);
+    const int y = r / W, x = r - y * W;
+    Plane<T> P{u + ((long long)s * C + c) * H * W, H, W};
+    const T b = drift_at(P, y, x, a1[s], il1[s], conservative, inv_h, inv_h2);
+    T g2 = a2[s];
+    if (il2[s] != T(0)) { const T dx = P.dxm(y, x), dy = P.dym(y, x); g2 = gfun(a2[s], il2[s], dx * dx + dy * dy); }
+    const long long k = (long long)s * n + i;
+    const T v = P.at(y, x) + fac[s] * b + g2 * dW[k];
+    out[k] = v;
+    if (!isfinite(v)) atomicOr(flag, 1);
+}
+"""
+
+_NAMES = [f"{k}<{t}>" for k in ("drift_kernel", "norm_kernel", "g2_kernel", "step_kernel") for t in ("float", "double")]
+
+
+def is_available() -> bool:
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no driver / no device
+        return False
+
+
+@functools.cache
+def _module():
+    return cp.RawModule(code=_SOURCE, options=("-std=c++14",), name_expressions=_NAMES)
+
+
+def _kernel(kind, dtype):
+    t = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[np.dtype(dtype)]
+    return _module().get_function(f"{kind}<{t}>")
+
+
+def _launch(u):
+    B, C, H, W = u.shape
+    n = C * H * W
+    return ((n + _THREADS - 1) // _THREADS, B), (_THREADS,), (np.int32(C), np.int32(H), np.int32(W))
+
+
+def _dev(a, dtype):
+    """Per-sample coefficients (host numpy or device) as a contiguous device array of ``dtype``."""
+    return cp.ascontiguousarray(cp.asarray(a, dtype=dtype))
+
+
+def _scalars(dtype, spacing):
+    t = np.dtype(dtype).type
+    return t(1.0 / spacing), t(1.0 / (spacing * spacing))
+
+
+def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None):
+    u = cp.ascontiguousarray(u)
+    dtype = u.dtype
+    il = np.asarray(inv_lam2, dtype=np.float64) / (1.0 if stencil == "conservative" else spacing**2)
+    res = cp.empty_like(u) if out is None else out
+    grid, block, dims = _launch(u)
+    inv_h, inv_h2 = _scalars(dtype, spacing)
+    _kernel("drift_kernel", dtype)(grid, block, (u, _dev(alpha, dtype), _dev(il, dtype), *dims,
+                                                 np.int32(stencil == "conservative"), inv_h, inv_h2, res))
+    return res
+
+
+def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0):
+    u = cp.ascontiguousarray(u)
+    res = cp.empty_like(u)
+    grid, block, dims = _launch(u)
+    il = np.asarray(inv_lam2, dtype=np.float64) / spacing**2
+    _kernel("g2_kernel", u.dtype)(grid, block, (u, _dev(alpha, u.dtype), _dev(il, u.dtype), *dims, res))
+    return res
+
+
+def sample_norms(b, norm="l2"):
+    b2 = cp.square(b.astype(cp.float64)).reshape(b.shape[0], -1)
+    return cp.sqrt(b2.sum(axis=1) if norm == "l2" else b2.mean(axis=1))
+
+
+def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None, work=None):
+    """Same contract as :func:`.numpy_backend.em_step` (``work`` is unused: the drift is recomputed)."""
+    u = cp.ascontiguousarray(u)
+    dtype = u.dtype
+    B, C, H, W = u.shape
+    dW = cp.ascontiguousarray(cp.asarray(dW, dtype=dtype))
+    res = cp.empty_like(u) if out is None else out
+    cons = stencil == "conservative"
+    il1 = np.asarray(coef["inv_lam1"], dtype=np.float64) / (1.0 if cons else spacing**2)
+    il2 = np.asarray(coef["inv_lam2"], dtype=np.float64) / spacing**2
+    a1, il1 = _dev(coef["alpha1"], dtype), _dev(il1, dtype)
+    a2, il2 = _dev(coef["alpha2"], dtype), _dev(il2, dtype)
+    grid, block, dims = _launch(u)
+    inv_h, inv_h2 = _scalars(dtype, spacing)
+    if taming is None:
+        fac = cp.full(B, dt, dtype=dtype)
+    else:
+        gamma, norm = taming
+        ssq = cp.zeros(B, dtype=cp.float64)
+        _kernel("norm_kernel", dtype)(grid, block, (u, a1, il1, *dims, np.int32(cons), inv_h, inv_h2, ssq))
+        nrm = cp.sqrt(ssq if norm == "l2" else ssq / (C * H * W))
+        fac = (dt / (1.0 + dt * nrm**gamma)).astype(dtype)
+    flag = cp.zeros(1, dtype=cp.int32)
+    _kernel("step_kernel", dtype)(grid, block, (u, dW, fac, a1, il1, a2, il2, *dims, np.int32(cons),
+                                                inv_h, inv_h2, res, flag))
+    return res, not bool(flag.get()[0])
+
+
+def circulant_apply(v, spectrum_half, emb_shape):
+    """cuFFT version of :func:`.numpy_backend.circulant_apply`."""
+    m1, m2 = emb_shape
+    f = cp.fft.rfft2(v, s=(m1, m2))
+    f *= cp.asarray(spectrum_half, dtype=f.real.dtype)
+    return cp.fft.irfft2(f, s=(m1, m2))

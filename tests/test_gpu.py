@@ -1,0 +1,89 @@
+"""GPU backend (cupy): runs when cupy and a CUDA device are present, skips cleanly otherwise."""
+
+import numpy as np
+import pytest
+from _cases import CASES, SOLVERS, image_batch
+
+import spdekit as sk
+
+cp = pytest.importorskip("cupy", reason="cupy is not installed (pip install 'spdekit[gpu]')")
+from spdekit.backends import available  # noqa: E402
+
+if not available("cupy"):
+    pytest.skip("no CUDA device visible to cupy", allow_module_level=True)
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_cupy_equals_numpy_after_100_steps(case, solver, dtype, tol):
+    spde = CASES[case]()
+    u0 = image_batch(dtype)
+    n, dt = 100, 1e-3
+    dW = (np.sqrt(dt) * spde.noise.sample((n,) + u0.shape, np.random.default_rng(7), dtype)).astype(dtype)
+    ref = sk.simulate(spde, u0, 1.0, 1.0 + n * dt, dt, solver=SOLVERS[solver], brownian=dW, backend="numpy").final
+    got = sk.simulate(spde, cp.asarray(u0), 1.0, 1.0 + n * dt, dt, solver=SOLVERS[solver], brownian=dW,
+                      backend="cupy").final
+    assert isinstance(got, np.ndarray) and got.dtype == dtype  # saved states come back to the host
+    assert np.abs(got - ref).max() <= tol * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("stencil", ["paper", "conservative"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_operators_on_device_equal_reference(stencil, dtype):
+    spde = sk.AnisotropicSPDE(alpha1=3.0, lambda1=0.1, alpha2=0.5, lambda2=0.2, stencil=stencil, spacing=0.7)
+    u = np.random.default_rng(0).standard_normal((3, 2, 17, 23)).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for fn in (spde.drift, spde.diffusion_amplitude):
+        ref = fn(0.3, u, backend="numpy")
+        got = fn(0.3, cp.asarray(u))
+        assert isinstance(got, cp.ndarray)
+        assert float(cp.abs(got - cp.asarray(ref)).max()) <= tol * np.abs(ref).max()
+
+
+def test_noise_covariance_on_the_gpu():
+    from test_noise import MAX_LAG
+
+    noise = sk.QWienerNoise(3.0)
+    H = W = 16
+    rng = cp.random.default_rng(0)
+    dys, dxs = np.meshgrid(np.arange(MAX_LAG + 1), np.arange(-MAX_LAG, MAX_LAG + 1), indexing="ij")
+    counts = (H - dys) * (W - np.abs(dxs))
+    stats = []
+    for _ in range(10):
+        x = noise.sample((2000, H, W), rng)
+        assert isinstance(x, cp.ndarray)
+        f = cp.fft.rfft2(x, s=(2 * H, 2 * W))
+        acf = cp.fft.irfft2(f * cp.conj(f), s=(2 * H, 2 * W)).get()
+        stats.append(acf[:, dys, dxs % (2 * W)] / counts)
+    s = np.concatenate(stats)
+    z = np.abs(s.mean(0) - noise.covariance(dys, dxs)) / (s.std(0, ddof=1) / np.sqrt(len(s)))
+    assert z.max() < 4.0
+
+
+def test_dlpack_round_trips_share_memory():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA support here")
+    t = torch.arange(16.0, device="cuda").reshape(4, 4)
+    c = cp.from_dlpack(t)
+    assert c.data.ptr == t.data_ptr()
+    c[0, 0] = 7.0
+    assert t[0, 0].item() == 7.0
+    t2 = torch.from_dlpack(c)
+    assert t2.data_ptr() == c.data.ptr
+    spde = sk.AnisotropicSPDE.paper_anisotropic(16)
+    u = torch.rand(2, 1, 16, 16, device="cuda", dtype=torch.float64)
+    out = spde.drift(0.4, u)
+    assert isinstance(out, torch.Tensor) and out.is_cuda
+    np.testing.assert_allclose(out.cpu().numpy(), spde.drift(0.4, u.cpu().numpy(), backend="numpy"), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_divergence_is_detected_on_the_gpu():
+    spde = sk.AnisotropicSPDE(alpha1=100.0, lambda1=float("inf"), alpha2=0.0, lambda2=float("inf"))
+    u0 = cp.asarray(np.random.default_rng(0).uniform(0, 1, (1, 1, 8, 8)).astype(np.float32))
+    with pytest.warns(sk.StabilityWarning), pytest.raises(sk.SimulationDiverged):
+        sk.simulate(spde, u0, 0.0, 125.0, 0.125, solver=sk.EulerMaruyama())
