@@ -36,54 +36,62 @@ def _median_ms(fn, repeats, sync):
 
 def run(repeats=50):
     import cupy as cp
+
+    results = [_bench_shape(shape, repeats) for shape in ((128, 3, 32, 32), (16, 3, 256, 256))]
+    return {"device": cp.cuda.runtime.getDeviceProperties(0)["name"].decode(), "repeats": repeats,
+            "results": results}
+
+
+def _bench_shape(shape, repeats):
+    import cupy as cp
     import torch
     from _torch_step import tamed_em_step
 
     sync = cp.cuda.get_current_stream().synchronize
-    results = []
-    for shape in ((128, 3, 32, 32), (16, 3, 256, 256)):
-        spde = sk.AnisotropicSPDE.paper_anisotropic(shape[-1])
-        rng = np.random.default_rng(0)
-        u = rng.uniform(0, 1, shape).astype(np.float32)
-        dt = 1e-3
-        dW = (np.sqrt(dt) * rng.standard_normal(shape)).astype(np.float32)
-        c = spde.coefficients(1.0, shape[0])
-        solver = sk.TamedEulerMaruyama()
-        u_c, dW_c = cp.asarray(u), cp.asarray(dW)
-        out_c = cp.empty_like(u_c)
-        u_t, dW_t = torch.as_tensor(u, device="cuda"), torch.as_tensor(dW, device="cuda")
-        col = lambda v: torch.as_tensor(v, dtype=torch.float32, device="cuda").view(-1, 1, 1, 1)  # noqa: E731
-        a1, il1, a2 = col(c["alpha1"]), col(c["inv_lam1"]), col(c["alpha2"])
+    spde = sk.AnisotropicSPDE.paper_anisotropic(shape[-1])
+    rng = np.random.default_rng(0)
+    u = rng.uniform(0, 1, shape).astype(np.float32)
+    dt = 1e-3
+    dW = (np.sqrt(dt) * rng.standard_normal(shape)).astype(np.float32)
+    c = spde.coefficients(1.0, shape[0])
+    solver = sk.TamedEulerMaruyama()
+    u_c, dW_c = cp.asarray(u), cp.asarray(dW)
+    out_c = cp.empty_like(u_c)
+    u_t, dW_t = torch.as_tensor(u, device="cuda"), torch.as_tensor(dW, device="cuda")
 
-        ref = solver.step(spde, 1.0, u, dt, dW, backend="numpy")[0]
-        got_c = solver.step(spde, 1.0, u_c, dt, dW_c, backend="cupy", out=out_c)[0].get()
-        got_t = tamed_em_step(u_t, dW_t, dt, a1, il1, a2).cpu().numpy()
-        scale = np.abs(ref).max()
-        errs = {"cupy": float(np.abs(got_c - ref).max() / scale), "torch": float(np.abs(got_t - ref).max() / scale)}
+    def col(v):
+        return torch.as_tensor(v, dtype=torch.float32, device="cuda").view(-1, 1, 1, 1)
 
-        fns = {
-            "spdekit cupy": lambda: solver.step(spde, 1.0, u_c, dt, dW_c, backend="cupy", out=out_c),
-            "torch (obvious)": lambda: tamed_em_step(u_t, dW_t, dt, a1, il1, a2),
-            "device copy": lambda: cp.copyto(out_c, u_c),
-        }
-        out_n, work_n = np.empty_like(u), np.empty_like(u)
-        cpu = lambda: solver.step(spde, 1.0, u, dt, dW, backend="numba", out=out_n, work=work_n)  # noqa: E731
-        for f in list(fns.values()) + [cpu]:
-            f()
-        times = {k: [] for k in fns}
-        for _ in range(repeats):
-            for k, f in fns.items():
-                times[k].append(_median_ms(f, 1, sync))
-        t_cpu = _median_ms(cpu, max(3, repeats // 10), lambda: None)
-        med = {k: float(np.median(v)) for k, v in times.items()}
-        nbytes = u.nbytes
-        copy_bw = 2 * nbytes / (med["device copy"] * 1e-3)
-        step_bw = 3 * nbytes / (med["spdekit cupy"] * 1e-3)
-        results.append({"shape": list(shape), "ms": {**med, "numba (CPU)": t_cpu}, "max_rel_err": errs,
-                        "copy_GBps": copy_bw / 1e9, "step_GBps": step_bw / 1e9,
-                        "fraction_of_copy": step_bw / copy_bw})
-    return {"device": cp.cuda.runtime.getDeviceProperties(0)["name"].decode(), "repeats": repeats,
-            "results": results}
+    a1, il1, a2 = col(c["alpha1"]), col(c["inv_lam1"]), col(c["alpha2"])
+
+    ref = solver.step(spde, 1.0, u, dt, dW, backend="numpy")[0]
+    got_c = solver.step(spde, 1.0, u_c, dt, dW_c, backend="cupy", out=out_c)[0].get()
+    got_t = tamed_em_step(u_t, dW_t, dt, a1, il1, a2).cpu().numpy()
+    scale = np.abs(ref).max()
+    errs = {"cupy": float(np.abs(got_c - ref).max() / scale), "torch": float(np.abs(got_t - ref).max() / scale)}
+
+    fns = {
+        "spdekit cupy": lambda: solver.step(spde, 1.0, u_c, dt, dW_c, backend="cupy", out=out_c),
+        "torch (obvious)": lambda: tamed_em_step(u_t, dW_t, dt, a1, il1, a2),
+        "device copy": lambda: cp.copyto(out_c, u_c),
+    }
+    out_n, work_n = np.empty_like(u), np.empty_like(u)
+
+    def cpu():
+        solver.step(spde, 1.0, u, dt, dW, backend="numba", out=out_n, work=work_n)
+
+    for f in [*fns.values(), cpu]:
+        f()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            times[k].append(_median_ms(f, 1, sync))
+    t_cpu = _median_ms(cpu, max(3, repeats // 10), lambda: None)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    copy_bw = 2 * u.nbytes / (med["device copy"] * 1e-3)
+    step_bw = 3 * u.nbytes / (med["spdekit cupy"] * 1e-3)
+    return {"shape": list(shape), "ms": {**med, "numba (CPU)": t_cpu}, "max_rel_err": errs,
+            "copy_GBps": copy_bw / 1e9, "step_GBps": step_bw / 1e9, "fraction_of_copy": step_bw / copy_bw}
 
 
 def print_table(res):

@@ -17,7 +17,8 @@ SIGNATURES = {
     "drift_kernel": "const T*, const T*, const T*, int, int, int, int, T, T, T*",
     "norm_kernel": "const T*, const T*, const T*, int, int, int, int, T, T, double*",
     "g2_kernel": "const T*, const T*, const T*, int, int, int, T*",
-    "step_kernel": "const T*, const T*, const T*, const T*, const T*, const T*, const T*, int, int, int, int, T, T, T*, int*",
+    "step_kernel": "const T*, const T*, const T*, const T*, const T*, const T*, const T*, "
+                   "int, int, int, int, T, T, T*, int*",
 }
 
 

@@ -96,7 +96,8 @@ def test_unknown_backend_stencil_solver():
 
 def test_dt_above_stability_bound_warns_with_the_bound():
     spde = _spde(alpha1=S.Geometric(0.5, 64.0, 2.0))
-    with pytest.warns(sk.StabilityWarning, match=r"exceeds the explicit stability bound h\^2/\(4 max alpha1\) = 0.003906"):
+    msg = r"exceeds the explicit stability bound h\^2/\(4 max alpha1\) = 0.003906"
+    with pytest.warns(sk.StabilityWarning, match=msg):
         sk.simulate(spde, np.zeros((8, 8)), 0.0, 2.0, 0.01)
     # below the bound: no warning
     import warnings
@@ -136,7 +137,8 @@ def test_good_config_builds(tmp_path):
     (GOOD.replace("dt = 1e-3", "dt = 1e-3\nseed = true"), r"run.seed must be random seed; got bool"),
     (GOOD.replace('preset = "paper_anisotropic"', 'preset = "vesde"'), "spde.preset must be one of"),
     (GOOD.replace("[run]\ndt = 1e-3", "[run]\nseed = 1"), r"missing key run.dt"),
-    (GOOD.replace('image = "camera"', 'image = "no/such/file.png"'), "initial.image: image 'no/such/file.png' is neither"),
+    (GOOD.replace('image = "camera"', 'image = "no/such/file.png"'),
+     "initial.image: image 'no/such/file.png' is neither"),
     (GOOD + "alpha1 = 3.0\n", "unknown key run.alpha1"),
     (GOOD.replace('preset = "paper_anisotropic"', 'preset = "custom"\nalpha1 = -1\nlambda1 = inf\n'
                   'alpha2 = 0.1\nlambda2 = inf'), "alpha1 must be >= 0"),

@@ -58,16 +58,17 @@ template <typename T>
 __device__ T drift_paper(const Plane<T>& P, int y, int x, T a, T il) {
     const int H = P.H, W = P.W;
     const T c = P.at(y, x);
-    T b = T(0);
-    T d;
-    if (x > 0) { T dx = P.dxc(y, x - 1), dy = P.dym(y, x - 1); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y, x - 1) - c); }
-    else       { d = P.dym(y, 1); b += gfun(a, il, d * d) * (P.at(y, 1) - c); }
-    if (x < W - 1) { T dx = P.dxc(y, x + 1), dy = P.dym(y, x + 1); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y, x + 1) - c); }
-    else           { d = P.dym(y, W - 2); b += gfun(a, il, d * d) * (P.at(y, W - 2) - c); }
-    if (y > 0) { T dx = P.dxm(y - 1, x), dy = P.dyc(y - 1, x); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y - 1, x) - c); }
-    else       { d = P.dxm(1, x); b += gfun(a, il, d * d) * (P.at(1, x) - c); }
-    if (y < H - 1) { T dx = P.dxm(y + 1, x), dy = P.dyc(y + 1, x); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y + 1, x) - c); }
-    else           { d = P.dxm(H - 2, x); b += gfun(a, il, d * d) * (P.at(H - 2, x) - c); }
+    T b = T(0), dx, dy;
+    // x-neighbours: g1(dx clamped, dy mirrored); beyond a border the mirror ghost g1(0, dy mirrored)
+    if (x > 0) { dx = P.dxc(y, x - 1); dy = P.dym(y, x - 1); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y, x - 1) - c); }
+    else       { dy = P.dym(y, 1); b += gfun(a, il, dy * dy) * (P.at(y, 1) - c); }
+    if (x < W - 1) { dx = P.dxc(y, x + 1); dy = P.dym(y, x + 1); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y, x + 1) - c); }
+    else           { dy = P.dym(y, W - 2); b += gfun(a, il, dy * dy) * (P.at(y, W - 2) - c); }
+    // y-neighbours: g1(dx mirrored, dy clamped); ghost g1(dx mirrored, 0)
+    if (y > 0) { dx = P.dxm(y - 1, x); dy = P.dyc(y - 1, x); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y - 1, x) - c); }
+    else       { dx = P.dxm(1, x); b += gfun(a, il, dx * dx) * (P.at(1, x) - c); }
+    if (y < H - 1) { dx = P.dxm(y + 1, x); dy = P.dyc(y + 1, x); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y + 1, x) - c); }
+    else           { dx = P.dxm(H - 2, x); b += gfun(a, il, dx * dx) * (P.at(H - 2, x) - c); }
     return b;
 }
 
