@@ -28,16 +28,15 @@ def _simulate(args) -> int:
     start = time.perf_counter()
     try:
         traj = simulate(cfg.spde, cfg.u0, cfg.t0, cfg.t1, cfg.dt, solver=cfg.solver, save_every=cfg.save_every,
-                        seed=cfg.seed, backend=cfg.backend, progress=not args.no_progress, attrs=attrs)
+                        seed=cfg.seed, backend=cfg.backend, progress=not args.no_progress, attrs=attrs,
+                        out=args.out)
     except SimulationDiverged as exc:
-        exc.trajectory.to_netcdf(args.out)
         print(f"spdekit: {exc}\n  partial trajectory written to {args.out}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, ImportError) as exc:
         print(f"spdekit: {exc}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - start
-    traj.to_netcdf(args.out)
     print(f"  {len(traj)} states saved, {elapsed:.1f} s on backend {traj.backend!r} -> {args.out}")
     return 0
 

@@ -98,7 +98,7 @@ def load_config(path) -> dict:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} not found") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path!r} is not valid TOML: {exc}") from exc
     validate(data, source=str(path))
     return data

@@ -49,6 +49,7 @@ class SampleStreams:
     def __init__(self, seed, batch: int, first: int = 0):
         root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self.seed = root.entropy
+        self.first = int(first)
         self.generators = [np.random.Generator(np.random.PCG64(s)) for s in sample_seed_sequences(root, batch, first)]
 
     def standard_normal(self, per_sample_shape, dtype=np.float64, out=None):

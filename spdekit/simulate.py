@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from .backends import get_backend
 from .random import SampleStreams
 from .solvers import Solver, TamedEulerMaruyama
 from .spde import AnisotropicSPDE, as_batch
+from .store import TrajectoryWriter
 from .trajectory import Trajectory
 
 
@@ -58,7 +60,10 @@ class _Increments:
             self.rng = cupy.random.default_rng(seed)
         elif brownian is None:
             # one stream per sample (spdekit.random): a sample's path depends on (seed, index) only
-            self.rng = seed if isinstance(seed, np.random.Generator) else SampleStreams(seed, self.shape[0])
+            if isinstance(seed, (np.random.Generator, SampleStreams)):
+                self.rng = seed
+            else:
+                self.rng = SampleStreams(seed, self.shape[0])
         elif hasattr(brownian, "increment"):
             pass
         else:
@@ -91,6 +96,7 @@ def simulate(
     backend: str = "auto",
     progress: bool = False,
     attrs: dict | None = None,
+    out=None,
 ) -> Trajectory:
     """Integrate the discretised SPDE from ``t0`` to ``t1`` with fixed step ``dt``.
 
@@ -108,6 +114,9 @@ def simulate(
         ``increment(t_start, t_end)`` (e.g. a Brownian path that coarsens exactly).
     backend : "auto", "numpy", "numba" or "cupy".
     progress : show a tqdm progress bar.
+    attrs : free metadata stored with the trajectory (e.g. the initial image's name).
+    out : path of a netCDF file that receives every saved state as soon as it is computed
+        (:mod:`spdekit.store`): a run that is killed keeps a valid file of what it had saved.
 
     Raises :class:`SimulationDiverged` (with the saved part in ``.trajectory``) if the state
     becomes non-finite.
@@ -131,6 +140,13 @@ def simulate(
     incr = _Increments(spde.noise, u.shape, u.dtype, seed, brownian, n_steps, on_device=be.name == "cupy")
 
     times, states = [t0], [to_host(u).copy()]  # saved states live on the host
+    writer = None
+    if out is not None:
+        meta = Trajectory(times=np.asarray(times), states=states[0][None], spde=spde, solver=solver, dt=dt,
+                          seed=_seed_repr(seed, brownian), backend=be.name, t0=t0, t1=t1,
+                          attrs=dict(attrs or {})).metadata()
+        writer = TrajectoryWriter(out, meta, spde, u.shape, u.dtype)
+        writer.append(t0, states[0])
     buffers = {}
     if be.name == "numba":
         buffers = {"out": np.empty_like(u), "work": np.empty_like(u)}
@@ -142,13 +158,15 @@ def simulate(
             stopped_at={"step": k, "time": t, "reason": reason}, attrs=dict(attrs or {}),
         )
 
-    with tqdm(total=n_steps, disable=not progress, unit="step", desc="simulate", leave=False) as bar:
+    with _closing(writer) as finish, tqdm(total=n_steps, disable=not progress, unit="step", desc="simulate",
+                                          leave=False) as bar:
         for k in range(n_steps):
             t = t0 + k * dt
             dW = incr(k, t, dt)
             new, finite = solver.step(spde, t, u, dt, dW, backend=be.name, **buffers)
             if not finite:
                 traj = partial(k + 1, t + dt, "non-finite state")
+                finish(False, traj.stopped_at)
                 raise SimulationDiverged(
                     f"simulation diverged at step {k + 1} of {n_steps} (t = {t + dt:.6g}): the state is "
                     f"no longer finite. {len(times)} saved states up to t = {times[-1]:.6g} are kept in "
@@ -162,7 +180,10 @@ def simulate(
             if (k + 1) % save_every == 0 or k + 1 == n_steps:
                 times.append(t0 + (k + 1) * dt)
                 states.append(to_host(u).copy())
+                if writer is not None:
+                    writer.append(times[-1], states[-1])
             bar.update(1)
+        finish(True, None)
 
     return Trajectory(
         times=np.asarray(times), states=np.stack(states), spde=spde, solver=solver, dt=dt,
@@ -170,7 +191,23 @@ def simulate(
     )
 
 
+@contextlib.contextmanager
+def _closing(writer):
+    """Yields finish(completed, stopped_at); an exception (KeyboardInterrupt included) closes the
+    file as an interrupted run, keeping what it holds."""
+    def finish(completed, stopped_at):
+        if writer is not None:
+            writer.close(completed, stopped_at)
+
+    try:
+        yield finish
+    finally:
+        finish(False, None)  # no-op once closed
+
+
 def _seed_repr(seed, brownian):
     if brownian is not None:
         return None
+    if isinstance(seed, SampleStreams):
+        return int(seed.seed) if seed.first == 0 else None
     return int(seed) if isinstance(seed, (int, np.integer)) else None

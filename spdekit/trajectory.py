@@ -20,9 +20,8 @@ import numpy as np
 from ._arrays import to_host
 from ._version import __version__
 from .solvers import Solver, solver_from_dict
+from .store import META_ATTR, SCHEDULES, completion_attributes, run_attributes
 
-#: attribute holding the machine-readable description of the run
-META_ATTR = "spdekit_run"
 
 
 @dataclass
@@ -91,33 +90,13 @@ class Trajectory:
             "u": (("time", "sample", "channel", "y", "x"), states,
                   {"long_name": "state U_t of the discretised SPDE", "units": "1"}),
         }
-        for name, long in (("alpha1", "diffusivity coefficient alpha_1(t)"),
-                           ("lambda1", "anisotropy coefficient lambda_1(t) of the drift"),
-                           ("alpha2", "intensity coefficient alpha_2(t)"),
-                           ("lambda2", "anisotropy coefficient lambda_2(t) of the noise")):
+        for name, long in SCHEDULES:
             sched = getattr(self.spde, name, None)
             if callable(sched):
                 data_vars[name] = ("time", np.asarray(sched(np.asarray(self.times)), dtype=np.float64),
                                    {"long_name": long, "units": "1"})
-        meta = self.metadata()
-        attrs = {
-            "Conventions": "CF-1.10",
-            "title": "spdekit trajectory",
-            "source": f"spdekit {__version__}",
-            "history": f"simulated with spdekit {__version__} ({meta['solver']['solver']}, backend {self.backend})",
-            META_ATTR: json.dumps(meta),
-            "dt": float(self.dt),
-            "t0": float(self.t0),
-            "t1": float(self.t1),
-            "seed": "none" if self.seed is None else str(self.seed),
-            "backend": self.backend,
-            "completed": int(self.completed),
-            "spdekit_version": __version__,
-        }
-        if hasattr(self.spde, "to_dict"):
-            for k, v in self.spde.to_dict().items():
-                if k != "type":
-                    attrs[f"spde_{k}"] = json.dumps(v) if isinstance(v, dict) else v
+        attrs = {**run_attributes(self.metadata(), self.spde),
+                 **completion_attributes(self.completed, self.stopped_at)}
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
     def to_netcdf(self, path, compression: int = 4) -> str:
@@ -158,12 +137,25 @@ def trajectory_from_dataset(ds, source: str = "dataset") -> Trajectory:
     for key in ("spde", "solver", "dt"):
         if key not in meta:
             raise ValueError(f"{source}: run description lacks {key!r}")
-    if "u" not in ds.variables:
-        raise ValueError(f"{source}: variable 'u' is missing")
+    if "u" not in ds.variables or "time" not in ds.variables:
+        raise ValueError(f"{source}: variables 'u' and 'time' are required")
     u = ds["u"]
     expected = ("time", "sample", "channel", "y", "x")
     if tuple(u.dims) != expected:
         raise ValueError(f"{source}: variable 'u' must have dims {expected}, got {tuple(u.dims)}")
+    times = np.asarray(ds["time"].values, dtype=np.float64)
+    # a streamed file cut off in mid-record: keep the records whose time was written
+    n = len(times)
+    while n and not (np.isfinite(times[n - 1]) and abs(times[n - 1]) < 1e30):
+        n -= 1
+    completed = bool(int(ds.attrs.get("completed", meta.get("completed", True))))
+    step = int(ds.attrs.get("stopped_at_step", -1))
+    stopped_at = meta.get("stopped_at")
+    if not completed and step >= 0:
+        stopped_at = {"step": step, "time": float(ds.attrs.get("stopped_at_time", np.nan)),
+                      "reason": "non-finite state"}
+    elif not completed:
+        stopped_at = {"step": None, "time": None, "reason": "interrupted"}
     try:
         spde = AnisotropicSPDE.from_dict(meta["spde"]) if meta["spde"].get("type") == "AnisotropicSPDE" \
             else meta["spde"]
@@ -171,8 +163,8 @@ def trajectory_from_dataset(ds, source: str = "dataset") -> Trajectory:
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{source}: cannot rebuild the SPDE/solver from its attributes: {exc}") from exc
     return Trajectory(
-        times=np.asarray(ds["time"].values, dtype=np.float64),
-        states=np.asarray(u.values),
+        times=times[:n],
+        states=np.asarray(u.values[:n]),
         spde=spde,
         solver=solver,
         dt=float(meta["dt"]),
@@ -180,8 +172,8 @@ def trajectory_from_dataset(ds, source: str = "dataset") -> Trajectory:
         backend=meta.get("backend", "numpy"),
         t0=float(meta.get("t0", 0.0)),
         t1=float(meta.get("t1", 0.0)),
-        completed=bool(meta.get("completed", True)),
-        stopped_at=meta.get("stopped_at"),
+        completed=completed,
+        stopped_at=stopped_at,
         attrs=meta.get("attrs", {}),
     )
 

@@ -68,7 +68,7 @@ def test_bad_times(t0, t1, dt, msg):
 
 @pytest.mark.parametrize("shape", [(8,), (1, 8, 8), (1, 1, 1, 8, 8)])
 def test_wrong_rank(shape):
-    with pytest.raises(ValueError, match=r"u must have rank 2 \(H, W\) or 4 \(batch, channels, H, W\)"):
+    with pytest.raises(ValueError, match=r"u0 must have rank 2 \(H, W\) or 4 \(batch, channels, H, W\)"):
         sk.simulate(_spde(), np.zeros(shape), 0.0, 0.01, 1e-3)
     with pytest.raises(ValueError, match="u must have rank 2"):
         _spde().drift(0.0, np.zeros(shape))

@@ -99,3 +99,62 @@ def test_write_is_atomic(traj, tmp_path, monkeypatch):
         traj.to_netcdf(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["t.nc"]
+
+
+def test_streamed_file_equals_the_returned_trajectory(tmp_path):
+    spde = sk.AnisotropicSPDE.paper_anisotropic(16)
+    u0 = np.random.default_rng(0).uniform(0, 1, (2, 1, 16, 16))
+    tr = sk.simulate(spde, u0, 0.0, 0.05, 1e-3, save_every=10, seed=1, out=tmp_path / "s.nc")
+    back = sk.open_trajectory(tmp_path / "s.nc")
+    np.testing.assert_array_equal(back.states, tr.states)
+    np.testing.assert_array_equal(back.times, tr.times)
+    assert back.completed and back.spde == spde and back.seed == 1
+
+
+def test_streamed_divergence_records_where_it_stopped(tmp_path):
+    spde = sk.AnisotropicSPDE(alpha1=100.0, lambda1=float("inf"), alpha2=0.0, lambda2=float("inf"))
+    u0 = np.random.default_rng(1).uniform(0, 1, (1, 1, 8, 8)).astype(np.float32)
+    with pytest.warns(sk.StabilityWarning), pytest.raises(sk.SimulationDiverged) as info:
+        sk.simulate(spde, u0, 0.0, 125.0, 0.125, solver=sk.EulerMaruyama(), save_every=1, out=tmp_path / "d.nc")
+    back = sk.open_trajectory(tmp_path / "d.nc")
+    assert not back.completed and back.stopped_at["step"] == info.value.step
+    np.testing.assert_array_equal(back.states, info.value.trajectory.states)
+
+
+KILL_SCRIPT = """
+import sys, numpy as np, spdekit as sk
+spde = sk.AnisotropicSPDE.paper_anisotropic(32)
+u0 = np.random.default_rng(0).uniform(0, 1, (2, 1, 32, 32))
+sk.simulate(spde, u0, 0.0, 2.0, 1e-4, save_every=20, seed=0, out=sys.argv[1])
+"""
+
+
+def test_a_killed_simulation_keeps_a_valid_partial_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "killed.nc"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(path)])
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until a few states are on disk
+            time.sleep(0.5)
+            if path.exists():
+                try:
+                    if len(sk.open_trajectory(path)) >= 3:
+                        break
+                except (ValueError, OSError):
+                    pass
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    back = sk.open_trajectory(path)
+    assert 3 <= len(back) < 1001
+    assert not back.completed and back.stopped_at["reason"] == "interrupted"
+    assert np.isfinite(back.states).all()
+    np.testing.assert_allclose(back.times, np.arange(len(back)) * 20e-4, rtol=1e-12)
+    # the saved part is exactly the run's: it continues as the uninterrupted run does
+    ref = sk.simulate(back.spde, back.states[0], 0.0, float(back.times[-1]), 1e-4, save_every=20, seed=0)
+    np.testing.assert_array_equal(back.states[-1], ref.final)

@@ -208,7 +208,9 @@ def _launch(u):
 
 
 def _dev(a, dtype):
-    """Per-sample coefficients (host numpy or device) as a contiguous device array of ``dtype``."""
+    """Per-sample coefficients as a contiguous device array of ``dtype``, clamped to its finite
+    range (see numpy_backend._col)."""
+    a = np.minimum(np.asarray(a, dtype=np.float64), np.finfo(dtype).max)
     return cp.ascontiguousarray(cp.asarray(a, dtype=dtype))
 
 

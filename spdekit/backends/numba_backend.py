@@ -299,7 +299,9 @@ def _planes(u):
 
 
 def _per_plane(a, B, C, dtype):
-    return np.repeat(np.asarray(a, dtype=np.float64).reshape(B), C).astype(dtype)
+    """Per-sample values repeated per channel, clamped to the dtype's finite range (numpy_backend._col)."""
+    a = np.minimum(np.asarray(a, dtype=np.float64).reshape(B), np.finfo(dtype).max)
+    return np.repeat(a, C).astype(dtype)
 
 
 def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None):

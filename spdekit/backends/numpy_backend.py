@@ -50,8 +50,11 @@ name = "numpy"
 
 def _col(a, like):
     """(B,) per-sample coefficient -> (B, 1, 1, 1) in the dtype of ``like`` (computations stay in
-    the state's precision: float32 in, float32 arithmetic)."""
-    return np.asarray(a, dtype=like.dtype).reshape((-1,) + (1,) * (like.ndim - 1))
+    the state's precision: float32 in, float32 arithmetic). Values beyond the dtype's range are
+    clamped to its largest finite number: 1/lambda^2 of a tiny lambda must stay finite, or a flat
+    region (|grad u| = 0) would give 0 * inf = NaN instead of g = alpha."""
+    big = np.finfo(like.dtype).max
+    return np.minimum(np.asarray(a, dtype=np.float64), big).astype(like.dtype).reshape((-1,) + (1,) * (like.ndim - 1))
 
 
 def g(alpha, inv_lam2, gx, gy):
