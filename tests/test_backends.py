@@ -63,3 +63,21 @@ def test_cupy_backend_is_refused_cleanly_without_a_gpu():
     u = np.zeros((1, 1, 8, 8))
     with pytest.raises((ImportError, ValueError), match="cupy"):
         sk.simulate(sk.AnisotropicSPDE.paper_anisotropic(8), u, 0.0, 0.01, 1e-3, backend="cupy")
+
+
+def test_numba_results_do_not_depend_on_the_thread_count():
+    import numba
+
+    spde = CASES["multiplicative"]()
+    u = _image_batch(np.float64, batch=3)
+    dW = np.random.default_rng(2).standard_normal(u.shape) * 0.03
+    outs = []
+    old = numba.get_num_threads()
+    try:
+        for n in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(n)
+            outs.append(spde.em_step(0.5, u, 1e-3, dW, taming=(1.0, "l2"), backend="numba")[0])
+    finally:
+        numba.set_num_threads(old)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
