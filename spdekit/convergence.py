@@ -263,10 +263,12 @@ def run_ladder(problem, u0, t0: float, t1: float, dts, solver: Solver, *, n_path
                     sq_max[:, j] = np.fmax(sq_max[:, j], _per_path_sq(states[j], ref))
             bar.update(1)
     wall = time.perf_counter() - start
-    sq = np.stack([_per_path_sq(s, ref) for s in states], axis=1)
-    dphi = np.stack([phi_f(s) - phi_f(ref) for s in states], axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):  # diverged paths give inf/NaN, reported below
+        sq = np.stack([_per_path_sq(s, ref) for s in states], axis=1)
+        dphi = np.stack([phi_f(s) - phi_f(ref) for s in states], axis=1)
     bad = np.stack([~np.isfinite(np.asarray(s, dtype=np.float64).reshape(s.shape[0], -1)).all(axis=1)
                     for s in states], axis=1)
+    bad |= ~np.isfinite(sq)
     if max_over_time:
         sq_max[bad] = np.inf
     return {
@@ -351,6 +353,14 @@ def convergence_study(problem, u0, t0: float, t1: float, dts, solver: Solver, *,
                            confidence=confidence, kind=kind)
 
 
+def _error_table(sq, dphi, n_paths):
+    return {
+        "strong_error": ("dt", np.sqrt(sq.mean(axis=0))),
+        "weak_error": ("dt", np.abs(dphi.mean(axis=0))),
+        "weak_error_stderr": ("dt", dphi.std(axis=0, ddof=1) / np.sqrt(n_paths)),
+    }
+
+
 def result_from_run(res: dict, *, problem=None, solver=None, t0=0.0, t1=1.0, backend="auto", n_boot=2000,
                     confidence=0.95, kind="strong") -> ConvergenceResult:
     """Fit the orders of a :func:`run_ladder` output and pack everything into an xarray Dataset."""
@@ -363,14 +373,13 @@ def result_from_run(res: dict, *, problem=None, solver=None, t0=0.0, t1=1.0, bac
     smax = _safe_fit(dts, res["sq_error_max"], "strong", n_boot, confidence, 3) \
         if res["sq_error_max"] is not None else None
     n_paths = sq.shape[0]
-    data = {
-        "strong_error": ("dt", np.sqrt(sq.mean(axis=0))),
-        "weak_error": ("dt", np.abs(dphi.mean(axis=0))),
-        "weak_error_stderr": ("dt", dphi.std(axis=0, ddof=1) / np.sqrt(n_paths)),
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = _error_table(sq, dphi, n_paths)
+    data.update({
         "diverged_fraction": ("dt", res["diverged"]),
         "sq_error": (("path", "dt"), sq),
         "phi_diff": (("path", "dt"), dphi),
-    }
+    })
     if res["sq_error_max"] is not None:
         data["strong_max_error"] = ("dt", np.sqrt(res["sq_error_max"].mean(axis=0)))
         data["sq_error_max"] = (("path", "dt"), res["sq_error_max"])
