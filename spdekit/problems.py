@@ -55,7 +55,7 @@ class SDEProblem:
     noise = WhiteNoise()
     additive = False
     #: theoretical orders of Euler-Maruyama (strong, weak) and where they come from
-    orders = {"strong": 0.5, "weak": 1.0, "source": "Kloeden & Platen (1992), Thm 10.2.2 / 14.1.5"}
+    orders = {"strong": 0.5, "weak": 1.0, "source": "Kloeden & Platen (1992), Sec. 10.2 (strong), 14.1 (weak)"}
 
     def brownian_path(self, shape, t0, t1, dt_min, seed=0, **kw) -> BrownianPath:
         return BrownianPath(shape, t0, t1, dt_min, seed, **kw)
@@ -143,8 +143,10 @@ class CubicSDE(SDEProblem):
     f(y) = tanh(y), Y = W/2 + artanh U(0), dY = dW/2, d<Y> = dt/4, f' = 1 - f^2, f'' = -2 f (1 - f^2):
     dU = f'(Y) dY + 1/2 f''(Y) d<Y> = 1/2 (1 - U^2) dW - 1/4 U (1 - U^2) dt.
     The exact solution stays in (-1, 1); outside it the drift 1/4 U^3 pushes outward, so an
-    explicit scheme that leaves (-1, 1) can blow up: the case for taming. EM: strong order 1/2
-    (multiplicative noise, coefficients smooth and Lipschitz on [-1, 1]), weak order 1.
+    explicit scheme that leaves (-1, 1) can blow up: the case for taming. Expected orders of EM and
+    tamed EM: strong 1/2 (multiplicative noise), weak 1, since the coefficients are smooth and
+    Lipschitz on [-1, 1] where the solution lives; no theorem covers it as stated (the coefficients
+    are superlinear outside [-1, 1], and HJK 2012 needs globally Lipschitz noise).
     """
 
     name = "cubic"

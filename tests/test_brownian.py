@@ -106,8 +106,8 @@ def test_simulate_uses_the_path():
         u = u + gbm.drift(0, u) / 64 + gbm.noise_term(0, u, path.increment(k / 64, (k + 1) / 64))
     np.testing.assert_array_equal(traj.final, u)
     fine = simulate(gbm, u0, 0.0, 1.0, 1 / 256, EulerMaruyama(), brownian=path, backend="numpy").final
-    other = simulate(gbm, u0, 0.0, 1.0, 1 / 256, EulerMaruyama(), brownian=BrownianPath(u0.shape, 0, 1, 1 / 256, seed=2),
-                     backend="numpy").final
+    other_path = BrownianPath(u0.shape, 0, 1, 1 / 256, seed=2)
+    other = simulate(gbm, u0, 0.0, 1.0, 1 / 256, EulerMaruyama(), brownian=other_path, backend="numpy").final
     exact = gbm.exact_solution(u0, path, 1.0)
     assert np.sqrt(np.mean((fine - exact) ** 2)) < 0.6 * np.sqrt(np.mean((traj.final - exact) ** 2))
     assert np.sqrt(np.mean((other - exact) ** 2)) > 0.5
