@@ -6,9 +6,11 @@ differences with Neumann borders (Appendix H, eq. 35-37), driven by Q-Wiener noi
 exponential covariance, and stepped by (tamed) Euler-Maruyama (eq. 39).
 """
 
-from . import schedules
+from . import convergence, problems, schedules
 from ._version import __version__
 from .backends import get_backend
+from .brownian import BrownianPath
+from .convergence import ConvergenceResult, OrderFit, convergence_study, plot_convergence, strong_order, weak_order
 from .grid import Grid
 from .noise import CirculantEmbedding, QWienerNoise
 from .simulate import SimulationDiverged, simulate
@@ -19,6 +21,9 @@ from .trajectory import Trajectory, open_trajectory
 __all__ = [
     "__version__",
     "AnisotropicSPDE",
+    "BrownianPath",
+    "ConvergenceResult",
+    "OrderFit",
     "CirculantEmbedding",
     "EulerMaruyama",
     "Grid",
@@ -28,8 +33,14 @@ __all__ = [
     "StabilityWarning",
     "TamedEulerMaruyama",
     "Trajectory",
+    "convergence",
+    "convergence_study",
     "get_backend",
     "open_trajectory",
+    "plot_convergence",
+    "problems",
     "schedules",
     "simulate",
+    "strong_order",
+    "weak_order",
 ]
