@@ -43,10 +43,12 @@ class Solver:
     weak_order = 1.0
     taming = None
 
-    def step(self, problem, t, u, dt, dW, backend: str = "auto", **buffers):
+    def step(self, problem, t, u, dt, dW, backend="auto", **options):
+        """(u_next, all_finite). ``options`` go to a fused ``problem.em_step`` (buffers, precomputed
+        coefficients); the generic step ignores them."""
         fused = getattr(problem, "em_step", None)
         if fused is not None:
-            return fused(t, u, dt, dW, taming=self.taming, backend=backend, **buffers)
+            return fused(t, u, dt, dW, taming=self.taming, backend=backend, **options)
         return generic_em_step(problem, t, u, dt, dW, self.taming)
 
     def to_dict(self) -> dict:

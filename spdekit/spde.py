@@ -184,15 +184,30 @@ class AnisotropicSPDE:
         ub, restore = as_batch(u)
         return restore(self.diffusion_amplitude(t, ub, backend) * as_batch(dW)[0])
 
-    def em_step(self, t, u, dt, dW, taming=None, backend: str = "auto", **buffers):
+    def em_step(self, t, u, dt, dW, taming=None, backend: str = "auto", coef=None, checked=False, **buffers):
         """One (tamed) Euler-Maruyama step (eq. 39) by the backend's fused kernel.
 
-        Returns (u_next, all_finite). ``taming`` is None or (gamma, norm)."""
+        Returns (u_next, all_finite). ``taming`` is None or (gamma, norm). The time loop passes
+        ``coef`` (the coefficients at t, precomputed for all steps) and ``checked=True`` (u and dW
+        are validated (B, C, H, W) arrays of the backend's kind) to skip per-step overhead."""
+        if checked:
+            be = get_backend(backend, u) if isinstance(backend, str) else backend
+            c = self.coefficients(t, u.shape[0]) if coef is None else coef
+            return be.em_step(u, dW, dt, c, self.stencil, self.spacing, taming, **buffers)
         ub, restore = as_batch(u)
-        c = self.coefficients(t, ub.shape[0])
+        c = self.coefficients(t, ub.shape[0]) if coef is None else coef
         be = get_backend(backend, ub)
         out, ok = be.em_step(ub, as_batch(dW)[0], dt, c, self.stencil, self.spacing, taming, **buffers)
         return restore(out), ok
+
+    def coefficient_table(self, times, batch: int) -> list[dict]:
+        """:meth:`coefficients` at every time of ``times`` (schedules evaluated once, vectorised)."""
+        times = np.asarray(times, dtype=np.float64)
+        lam1 = np.asarray(self.lambda1(times), dtype=np.float64)
+        lam2 = np.asarray(self.lambda2(times), dtype=np.float64)
+        cols = {"alpha1": np.asarray(self.alpha1(times), dtype=np.float64), "inv_lam1": 1.0 / (lam1 * lam1),
+                "alpha2": np.asarray(self.alpha2(times), dtype=np.float64), "inv_lam2": 1.0 / (lam2 * lam2)}
+        return [{k: np.full(batch, v[i]) for k, v in cols.items()} for i in range(len(times))]
 
     def check_state(self, u, name: str = "u0") -> None:
         """Rank, grid size, dtype and finiteness checks with clear messages."""

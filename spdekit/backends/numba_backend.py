@@ -299,9 +299,11 @@ def _planes(u):
 
 
 def _per_plane(a, B, C, dtype):
-    """Per-sample values repeated per channel, clamped to the dtype's finite range (numpy_backend._col)."""
-    a = np.minimum(np.asarray(a, dtype=np.float64).reshape(B), np.finfo(dtype).max)
-    return np.repeat(a, C).astype(dtype)
+    """Per-sample values (..., B) repeated per channel -> (..., B*C), clamped to the dtype's finite
+    range (numpy_backend._col)."""
+    a = np.asarray(a, dtype=np.float64)
+    a = np.minimum(a.reshape(a.shape[:-1] + (B,)) if a.ndim else np.full(B, a), np.finfo(dtype).max)
+    return np.repeat(a, C, axis=-1).astype(dtype)
 
 
 def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None):
@@ -335,12 +337,9 @@ def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None
     res = np.empty_like(up) if out is None else out.reshape(up.shape)
     h = float(spacing)
     cons = stencil == "conservative"
-    il1 = np.asarray(coef["inv_lam1"], dtype=np.float64) / (1.0 if cons else h * h)
-    il2 = np.asarray(coef["inv_lam2"], dtype=np.float64) / (h * h)
-    a1 = _per_plane(coef["alpha1"], B, C, dtype)
-    a2 = _per_plane(coef["alpha2"], B, C, dtype)
-    il1p = _per_plane(il1, B, C, dtype)
-    il2p = _per_plane(il2, B, C, dtype)
+    scale = np.array([1.0, 1.0 if cons else 1.0 / (h * h), 1.0, 1.0 / (h * h)])[:, None]
+    table = np.stack([coef["alpha1"], coef["inv_lam1"], coef["alpha2"], coef["inv_lam2"]]).astype(np.float64)
+    a1, il1p, a2, il2p = _per_plane(table * scale, B, C, dtype)
     one = dtype.type(1.0)
     if taming is None:
         probe = _em_fused_kernel(
