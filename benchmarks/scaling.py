@@ -11,9 +11,9 @@ import argparse
 
 import numba
 import numpy as np
+from _harness import alternate, machine, write_json
 
 import spdekit as sk
-from _harness import alternate, machine, write_json
 
 SIZES = (32, 64, 128, 256, 512, 1024, 2048)
 

@@ -23,7 +23,6 @@ from .solvers import Solver, solver_from_dict
 from .store import META_ATTR, SCHEDULES, completion_attributes, run_attributes
 
 
-
 @dataclass
 class Trajectory:
     times: np.ndarray  #: (n_saved,)
