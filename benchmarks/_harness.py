@@ -43,6 +43,12 @@ def machine() -> dict:
         info["load_average_1min"] = os.getloadavg()[0]
     except OSError:
         pass
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        info["commit"] = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                        text=True, timeout=5).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        info["commit"] = "?"
     import numba
 
     info["numba_threads"] = numba.get_num_threads()

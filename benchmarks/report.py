@@ -1,0 +1,155 @@
+"""Regenerate docs/performance.md (tables and a log-log plot) from the benchmarks' JSON files.
+
+    python benchmarks/run_all.py        # runs every benchmark, writes docs/perf/*.json, then this
+    python benchmarks/report.py         # only rebuilds the document from existing JSON
+
+Nothing here is measured: every number comes from the JSON files, which record the machine, its
+load average and the commit they were measured at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOCS = os.path.join(HERE, "..", "docs")
+PERF = os.path.join(DOCS, "perf")
+
+
+def _load(name):
+    path = os.path.join(PERF, f"{name}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _machine_line(m):
+    return (f"{m.get('cpu', m.get('machine'))}, {m.get('cpu_count')} cores, numba threads {m.get('numba_threads')}, "
+            f"load average {m.get('load_average_1min', float('nan')):.2f}, commit {m.get('commit', '?')}")
+
+
+def spde_step_section(d):
+    lines = ["## SPDE step: spdekit vs numpy, torch (CPU) and py-pde", "",
+             f"Measured on: {_machine_line(d['machine'])}. One Euler-Maruyama step of the paper's anisotropic "
+             "preset at t = 1 (additive white noise), increments drawn inside each contender's step. "
+             "Ratios are the contender's time over spdekit's (higher = spdekit faster).", "",
+             "| batch | dtype | spdekit [ms] | numpy [ms] | torch CPU [ms] | py-pde [ms] | vs numpy | vs torch | "
+             "vs py-pde | kernel bandwidth | % of copy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        s = r["seconds_per_step"]
+        base = s["spdekit (numba)"]
+
+        def ms(k):
+            return f"{1e3 * s[k]:.3f}" if k in s else "n/a"
+
+        def ratio(k):
+            return f"{s[k] / base:.1f}x" if k in s else "n/a"
+
+        lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['dtype']} | {ms('spdekit (numba)')} | {ms('numpy')} | "
+                     f"{ms('torch (CPU)')} | {ms('py-pde')} | {ratio('numpy')} | {ratio('torch (CPU)')} | "
+                     f"{ratio('py-pde')} | {r['kernel_GBps']:.1f} GB/s | {100 * r['fraction_of_copy_bandwidth']:.0f}% |")
+    lines += ["", "Bandwidth: spdekit's kernel step with dW given, counting the minimum traffic of a step (read u, "
+              "read dW, write the new state), against a memory copy of the state measured in the same run.", ""]
+    return lines
+
+
+def noise_section(d):
+    lines = ["## Correlated noise: spdekit vs gstools", "",
+             f"Measured on: {_machine_line(d['machine'])}. Exponential covariance exp(-r/l), l = {d['ell']:g}.", "",
+             "| method | 256^2 fields/s | 1024^2 fields/s | max abs cov. error (64^2, lags 1-16) | max abs z | "
+             "excess kurtosis |", "|---|---|---|---|---|---|"]
+    for name, r in d["throughput"].items():
+        a = d["accuracy_64x64"][name]
+        f1 = r.get("1024x1024 fields/s")
+        lines.append(f"| {name} | {r['256x256 fields/s']:.3g} | {'not run' if f1 is None else f'{f1:.3g}'} | "
+                     f"{a['max_abs_error']:.4f} (n = {a['n_fields']}) | {a['max_abs_z']:.1f} | "
+                     f"{a['excess_kurtosis']:.3f} |")
+    ours = d["throughput"]["spdekit (circulant embedding)"]
+    for name, r in d["throughput"].items():
+        if name.startswith("gstools"):
+            lines.append("")
+            lines.append(f"spdekit / {name}: {ours['256x256 fields/s'] / r['256x256 fields/s']:.0f}x at 256^2"
+                         + (f", {ours['1024x1024 fields/s'] / r['1024x1024 fields/s']:.0f}x at 1024^2"
+                            if "1024x1024 fields/s" in r else ""))
+    lines += ["", "z = (ensemble covariance - exp(-r/l)) / standard error: values of a few are sampling noise. "
+              "Excess kurtosis 0 means Gaussian one-point marginals.", ""]
+    return lines
+
+
+def scaling_section(d, fig):
+    rows = d["rows"]
+    lines = ["## Scaling with the grid size and the number of threads", "",
+             f"Measured on: {_machine_line(d['machine'])}. Tamed EM step, float32, one image, dW given.", "",
+             f"| grid | 1 thread [ms] | {rows[0]['threads']} threads [ms] | ns per node | parallel efficiency |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['n']}^2 | {1e3 * r['t_1thread']:.3f} | {1e3 * r['t_all']:.3f} | "
+                     f"{1e9 * r['t_all'] / r['unknowns']:.2f} | {100 * r['efficiency']:.0f}% |")
+    lines += ["", f"Log-log slope of time against unknowns (128^2 and up): 1 thread {d['slopes']['t_1thread']:.3f}, "
+              f"all threads {d['slopes']['t_all']:.3f}.", "", f"![time per step vs grid size]({fig})", ""]
+    return lines
+
+
+def plot_scaling(d, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = d["rows"]
+    n = np.array([r["unknowns"] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.loglog(n, [r["t_1thread"] for r in rows], "o-", label="1 thread")
+    ax.loglog(n, [r["t_all"] for r in rows], "s-", label=f"{rows[0]['threads']} threads")
+    ax.loglog(n, rows[-1]["t_1thread"] * n / n[-1], "k:", label="slope 1")
+    ax.set_xlabel("unknowns (grid nodes)")
+    ax.set_ylabel("seconds per tamed EM step")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def generic_section(title, d):
+    return [f"## {title}", "", f"Measured on: {_machine_line(d['machine'])}.", "", "```", d.get("table", ""), "```", ""]
+
+
+def build():
+    parts = ["# Performance", "",
+             "Generated by `python benchmarks/report.py` from `docs/perf/*.json` (written by the scripts in "
+             "`benchmarks/`; `python benchmarks/run_all.py` reruns everything). Contenders run in one process, "
+             "alternating repetitions; medians are reported. Tests never assert timings.", ""]
+    d = _load("spde_step")
+    if d:
+        parts += spde_step_section(d)
+    d = _load("noise")
+    if d:
+        parts += noise_section(d)
+    d = _load("sde_ensemble")
+    if d:
+        parts += generic_section("SDE ensembles: spdekit vs torchsde", d)
+    d = _load("scaling")
+    if d:
+        os.makedirs(os.path.join(DOCS, "figures"), exist_ok=True)
+        plot_scaling(d, os.path.join(DOCS, "figures", "scaling.png"))
+        parts += scaling_section(d, "figures/scaling.png")
+    for name, title in (("gpu_step", "GPU step"), ("generative", "Generative training and sampling")):
+        d = _load(name)
+        if d:
+            parts += generic_section(title, d)
+    out = os.path.join(DOCS, "performance.md")
+    with open(out, "w") as fh:
+        fh.write("\n".join(parts))
+    return out
+
+
+if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    print(build())
