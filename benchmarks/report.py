@@ -41,19 +41,17 @@ def spde_step_section(d):
              "| batch | dtype | spdekit [ms] | numpy [ms] | torch CPU [ms] | py-pde [ms] | vs numpy | vs torch | "
              "vs py-pde | kernel bandwidth | % of copy |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    def ms(s, k):
+        return f"{1e3 * s[k]:.3f}" if k in s else "n/a"
+
+    def ratio(s, k):
+        return f"{s[k] / s['spdekit (numba)']:.1f}x" if k in s else "n/a"
+
     for r in d["rows"]:
         s = r["seconds_per_step"]
-        base = s["spdekit (numba)"]
-
-        def ms(k):
-            return f"{1e3 * s[k]:.3f}" if k in s else "n/a"
-
-        def ratio(k):
-            return f"{s[k] / base:.1f}x" if k in s else "n/a"
-
-        lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['dtype']} | {ms('spdekit (numba)')} | {ms('numpy')} | "
-                     f"{ms('torch (CPU)')} | {ms('py-pde')} | {ratio('numpy')} | {ratio('torch (CPU)')} | "
-                     f"{ratio('py-pde')} | {r['kernel_GBps']:.1f} GB/s | {100 * r['fraction_of_copy_bandwidth']:.0f}% |")
+        lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['dtype']} | {ms(s, 'spdekit (numba)')} | {ms(s, 'numpy')} | "
+                     f"{ms(s, 'torch (CPU)')} | {ms(s, 'py-pde')} | {ratio(s, 'numpy')} | {ratio(s, 'torch (CPU)')} | "
+                     f"{ratio(s, 'py-pde')} | {r['kernel_GBps']:.1f} GB/s | {100 * r['fraction_of_copy_bandwidth']:.0f}% |")
     lines += ["", "Bandwidth: spdekit's kernel step with dW given, counting the minimum traffic of a step (read u, "
               "read dW, write the new state), against a memory copy of the state measured in the same run.", ""]
     return lines
