@@ -28,7 +28,9 @@ from .diagnostics import (
 from .grid import BoxGrid
 from .io import DensityTrajectory, open_density_trajectory
 from .model import NonlinearFokkerPlanck
-from .schemes import PositivityError, StructurePreservingScheme
+from .particles import McKeanVlasovParticles, histogram_density, sample_density, simulate_particles
+from .reverse import ReverseParticleSampler, ReversePDE
+from .schemes import PositivityError, StructurePreservingScheme, time_grid
 from .steady_states import (
     critical_mass,
     discrete_critical_mass,
@@ -39,6 +41,9 @@ from .steady_states import (
 
 __all__ = [
     "BoxGrid",
+    "McKeanVlasovParticles",
+    "ReverseParticleSampler",
+    "ReversePDE",
     "DensityTrajectory",
     "NonlinearFokkerPlanck",
     "PositivityError",
@@ -57,4 +62,8 @@ __all__ = [
     "steady_state_mass",
     "theta_for_mass",
     "threshold_time",
+    "time_grid",
+    "histogram_density",
+    "sample_density",
+    "simulate_particles",
 ]
