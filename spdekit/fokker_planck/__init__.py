@@ -25,6 +25,7 @@ from .diagnostics import (
     shrinking_ball_masses,
     threshold_time,
 )
+from .filtering import FilterResult, forward_reverse_filter
 from .grid import BoxGrid
 from .io import DensityTrajectory, open_density_trajectory
 from .model import NonlinearFokkerPlanck
@@ -45,6 +46,7 @@ __all__ = [
     "ReverseParticleSampler",
     "ReversePDE",
     "DensityTrajectory",
+    "FilterResult",
     "NonlinearFokkerPlanck",
     "PositivityError",
     "StructurePreservingScheme",
@@ -53,6 +55,7 @@ __all__ = [
     "critical_mass",
     "discrete_critical_mass",
     "discrete_steady_state",
+    "forward_reverse_filter",
     "l1_distance",
     "l2_norm",
     "mass_in_ball",

@@ -149,71 +149,45 @@ def face_jacobian_numpy(f, s_diff, axis, sigma_h2, gamma, kappa):
 if HAVE_NUMBA:
 
     @numba.njit(cache=True, inline="always")
-    def _bernoulli_scalar(z):
-        if abs(z) < BERNOULLI_SERIES:
-            return 1.0 - 0.5 * z + z * z / 12.0
-        if z > 700.0:
-            return z * math.exp(-z)  # z / (e^z - 1), e^z - 1 = e^z to double precision
-        return z / math.expm1(z)
-
-    @numba.njit(cache=True, inline="always")
-    def _log_mob_scalar(f, gamma, logk):
-        if f <= 0.0:
-            return 0.0
-        t = logk + gamma * math.log(f)
-        if t > 0.0:
-            return t + math.log1p(math.exp(-t))
-        return math.log1p(math.exp(t))
+    def _bernoulli_pair(z):
+        """(B(z), B(-z)) with one expm1: B of the positive argument from the definition, the other by the
+        identity B(-x) = x + B(x) (both terms positive: no cancellation)."""
+        x = abs(z)
+        if x < BERNOULLI_SERIES:
+            return 1.0 - 0.5 * z + z * z / 12.0, 1.0 + 0.5 * z + z * z / 12.0
+        bx = x * math.exp(-x) if x > 700.0 else x / math.expm1(x)
+        if z > 0:
+            return bx, x + bx
+        return x + bx, bx
 
     @numba.njit(cache=True)
-    def _faces_last(f2, ds, sigma_h2, gamma, kappa, a, b):
-        """Faces along the last axis of a (lines, n) array."""
-        nl, n = f2.shape
+    def _cell_terms(flat, gamma, kappa, L, P):
+        """Per cell: L = log(1 + kappa f^gamma) and P = f^gamma (once per cell, shared by all its faces)."""
         logk = math.log(kappa) if kappa > 0.0 else 0.0
+        for i in range(flat.shape[0]):
+            f = flat[i]
+            if kappa > 0.0 and f > 0.0:
+                p = f ** gamma
+                P[i] = p
+                kp = kappa * p
+                L[i] = math.log1p(kp) if kp < 1e300 else logk + gamma * math.log(f)
+            else:
+                P[i] = 0.0
+                L[i] = 0.0
+
+    @numba.njit(cache=True)
+    def _faces_lines(L, P, ds, sigma_h2, gamma, kappa, a, b, stride_line, stride_i, nl, n):
+        """Faces along one axis of a C-ordered field seen as nl lines of n cells (given strides)."""
         for line in range(nl):
-            f_lo = f2[line, 0]
-            L_lo = _log_mob_scalar(f_lo, gamma, logk) if kappa > 0.0 else 0.0
-            p_lo = f_lo ** gamma if kappa > 0.0 else 0.0
+            base = line * stride_line
             for i in range(n - 1):
-                f_hi = f2[line, i + 1]
-                if kappa > 0.0:
-                    L_hi = _log_mob_scalar(f_hi, gamma, logk)
-                    p_hi = f_hi ** gamma
-                else:
-                    L_hi = 0.0
-                    p_hi = 0.0
-                ell = ds[i] + (L_lo - L_hi) / gamma
-                mob = 1.0 + 0.5 * kappa * (p_lo + p_hi)
-                a[line, i] = sigma_h2 * mob * _bernoulli_scalar(-ell)
-                b[line, i] = sigma_h2 * mob * _bernoulli_scalar(ell)
-                L_lo = L_hi
-                p_lo = p_hi
-
-    @numba.njit(cache=True)
-    def _faces_first(f2, ds, sigma_h2, gamma, kappa, a, b):
-        """Faces along the first axis of an (n, columns) array (2D y-faces)."""
-        n, nc = f2.shape
-        logk = math.log(kappa) if kappa > 0.0 else 0.0
-        L = np.empty(nc)
-        p = np.empty(nc)
-        for j in range(nc):
-            L[j] = _log_mob_scalar(f2[0, j], gamma, logk) if kappa > 0.0 else 0.0
-            p[j] = f2[0, j] ** gamma if kappa > 0.0 else 0.0
-        for i in range(n - 1):
-            for j in range(nc):
-                f_hi = f2[i + 1, j]
-                if kappa > 0.0:
-                    L_hi = _log_mob_scalar(f_hi, gamma, logk)
-                    p_hi = f_hi ** gamma
-                else:
-                    L_hi = 0.0
-                    p_hi = 0.0
-                ell = ds[i] + (L[j] - L_hi) / gamma
-                mob = 1.0 + 0.5 * kappa * (p[j] + p_hi)
-                a[i, j] = sigma_h2 * mob * _bernoulli_scalar(-ell)
-                b[i, j] = sigma_h2 * mob * _bernoulli_scalar(ell)
-                L[j] = L_hi
-                p[j] = p_hi
+                lo = base + i * stride_i
+                hi = lo + stride_i
+                ell = ds[i] + (L[lo] - L[hi]) / gamma
+                mob = sigma_h2 * (1.0 + 0.5 * kappa * (P[lo] + P[hi]))
+                bp, bm = _bernoulli_pair(ell)
+                a[line, i] = mob * bm
+                b[line, i] = mob * bp
 
     @numba.njit(cache=True)
     def _div_1d(f, a, b, out):
@@ -244,24 +218,39 @@ if HAVE_NUMBA:
 
 
 def face_coefficients_numba(f, s_diff, axis, sigma_h2, gamma, kappa):
-    """Same as :func:`face_coefficients_numpy`, fused numba kernel (1D or 2D)."""
+    """Same as :func:`face_coefficients_numpy`, numba kernels (1D or 2D)."""
+    return all_face_coefficients_numba(f, [(axis % np.ndim(f), s_diff, sigma_h2)], gamma, kappa)[0]
+
+
+def all_face_coefficients_numba(f, axes, gamma, kappa):
+    """Face coefficients for several axes at once, the per-cell terms computed once.
+    ``axes``: list of (axis, s_diff, sigma_h2)."""
     f = np.ascontiguousarray(f, dtype=np.float64)
-    ds = np.ascontiguousarray(s_diff, dtype=np.float64)
-    axis = axis % f.ndim
-    shape = list(f.shape)
-    shape[axis] -= 1
-    a = np.empty(shape)
-    b = np.empty(shape)
-    if f.ndim == 1:
-        _faces_last(f.reshape(1, -1), ds, float(sigma_h2), float(gamma), float(kappa),
-                    a.reshape(1, -1), b.reshape(1, -1))
-    elif f.ndim == 2 and axis == 1:
-        _faces_last(f, ds, float(sigma_h2), float(gamma), float(kappa), a, b)
-    elif f.ndim == 2 and axis == 0:
-        _faces_first(f, ds, float(sigma_h2), float(gamma), float(kappa), a, b)
-    else:
+    if f.ndim not in (1, 2):
         raise ValueError(f"fields must be 1D or 2D, got shape {f.shape}")
-    return a, b
+    flat = f.ravel()
+    L = np.empty(flat.size)
+    P = np.empty(flat.size)
+    _cell_terms(flat, float(gamma), float(kappa), L, P)
+    out = []
+    for axis, ds, sigma_h2 in axes:
+        ds = np.ascontiguousarray(ds, dtype=np.float64)
+        n = f.shape[axis]
+        if f.ndim == 1:
+            nl, stride_line, stride_i = 1, 0, 1
+        elif axis == 1:
+            nl, stride_line, stride_i = f.shape[0], f.shape[1], 1
+        else:
+            nl, stride_line, stride_i = f.shape[1], 1, f.shape[1]
+        a = np.empty((nl, n - 1))
+        b = np.empty((nl, n - 1))
+        _faces_lines(L, P, ds, float(sigma_h2), float(gamma), float(kappa), a, b, stride_line, stride_i, nl, n)
+        if f.ndim == 1:
+            a, b = a[0], b[0]
+        elif axis == 0:  # lines were columns: (nx, ny-1) -> (ny-1, nx)
+            a, b = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+        out.append((a, b))
+    return out
 
 
 def divergence_numba(f, coefs):

@@ -54,14 +54,16 @@ class DensityTrajectory:
 
     def at(self, t: float) -> np.ndarray:
         """Density at time t by linear interpolation between the saved states (t clipped to the range)."""
-        times = self.times
+        times, dens = self.times, self.densities
+        if len(times) > 1 and times[-1] < times[0]:  # a reverse trajectory: forward times decreasing
+            times, dens = times[::-1], dens[::-1]
         if t <= times[0]:
-            return self.densities[0]
+            return dens[0]
         if t >= times[-1]:
-            return self.densities[-1]
+            return dens[-1]
         k = int(np.searchsorted(times, t, side="right")) - 1
         w = (t - times[k]) / (times[k + 1] - times[k])
-        return (1 - w) * self.densities[k] + w * self.densities[k + 1]
+        return (1 - w) * dens[k] + w * dens[k + 1]
 
     # ------------------------------------------------------------------ xarray / netCDF
     def metadata(self) -> dict:

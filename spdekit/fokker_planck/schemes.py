@@ -99,6 +99,9 @@ class StructurePreservingScheme:
     def face_coefficients(self, f) -> list:
         """[(a, b)] per array axis: F/h = a f_{i+1} - b f_i on the interior faces."""
         m = self.model
+        if self.backend == "numba":
+            axes = [(k, self.s_diff[k], self.sigma_h2[k]) for k in range(self.grid.dim)]
+            return _kernels.all_face_coefficients_numba(f, axes, m.gamma, m.kappa)
         return [self._faces(f, self.s_diff[k], k, self.sigma_h2[k], m.gamma, m.kappa) for k in range(self.grid.dim)]
 
     def rhs(self, f, coefs=None) -> np.ndarray:

@@ -39,3 +39,17 @@ def test_open_rejects_foreign_files(tmp_path):
         open_density_trajectory(path)
     with pytest.raises(FileNotFoundError):
         open_density_trajectory(tmp_path / "missing.nc")
+
+
+def test_interpolation_in_time_for_forward_and_reverse_trajectories():
+    from spdekit.fokker_planck import DensityTrajectory
+
+    grid = BoxGrid(5, 1.0)
+    dens = np.stack([np.full(5, v) for v in (1.0, 2.0, 4.0)])
+    fwd = DensityTrajectory(np.array([0.0, 1.0, 3.0]), dens, grid, NonlinearFokkerPlanck())
+    rev = DensityTrajectory(np.array([3.0, 1.0, 0.0]), dens[::-1], grid, NonlinearFokkerPlanck())
+    for traj in (fwd, rev):
+        np.testing.assert_allclose(traj.at(2.0), 3.0)
+        np.testing.assert_allclose(traj.at(0.5), 1.5)
+        np.testing.assert_allclose(traj.at(-1.0), 1.0)
+        np.testing.assert_allclose(traj.at(9.0), 4.0)
