@@ -45,7 +45,7 @@ def _contenders(shape, dtype, with_pypde=True):
     gen = np.random.default_rng(2)
 
     def spdekit_full():
-        inc = streams.standard_normal(shape[1:], dtype=dtype)
+        inc = streams.standard_normal(shape, dtype=dtype)
         inc *= sq
         solver.step(spde, 1.0, u, dt, inc, backend="numba", out=out, work=work)
 

@@ -30,7 +30,6 @@ import scipy.fft as sfft
 
 from ._arrays import as_native
 from ._checks import array_module, check_choice, check_nonnegative, check_positive
-from .random import SampleStreams
 
 KINDS = ("euclidean", "separable")
 #: eigenvalues above -EIG_TOL * max(eig) count as zero (rounding of the FFT)
@@ -158,13 +157,7 @@ class QWienerNoise:
         if len(shape) < 2:
             raise ValueError(f"shape must end with (H, W), got {shape}")
         grid = shape[-2:]
-        full = shape[:-2] + tuple(self.embedding_shape(grid))
-        if isinstance(rng, SampleStreams):
-            if len(shape) < 3 or shape[0] != len(rng.generators):
-                raise ValueError(f"SampleStreams of {len(rng.generators)} samples cannot draw shape {shape}")
-            xi = rng.standard_normal(full[1:], dtype=dtype)
-        else:
-            xi = rng.standard_normal(full, dtype=dtype)
+        xi = rng.standard_normal(shape[:-2] + tuple(self.embedding_shape(grid)), dtype=dtype)
         return self.apply_sqrt_Q(xi, grid)
 
 

@@ -1,72 +1,57 @@
-"""Random streams: one independent stream per sample, drawn in parallel.
+"""Random streams for the Wiener increments: counter-based, one stream per sample.
 
-Sample b of a run with seed s draws its Wiener increments from the stream
-``numpy.random.SeedSequence(s).spawn(...)[b]`` (PCG64), in step order. Hence:
+``SampleStreams(seed, batch, first)`` draws standard normals with Philox4x32-10 and the
+Box-Muller transform (:mod:`spdekit.backends.philox`). Number e of sample b at draw k is a pure
+function of (seed, b, k, e), so
 
-* a sample's path depends only on (seed, sample index): not on the batch size, on how a batch is
-  split into chunks, on the number of threads or on the backend;
-* the streams are statistically independent (SeedSequence spawning, O'Neill 2015).
+* a sample's path depends only on (seed, sample index): not on the batch size, on how an ensemble
+  is chunked, on the number of threads or on the backend;
+* any number of samples is drawn in one parallel, compiled loop (10^5 scalar paths cost no more
+  per number than a few large images);
+* the streams of different samples, draws and seeds are independent for all practical purposes
+  (Philox passes TestU01's BigCrush for any counter increments; Salmon et al. 2011).
 
-Filling is done by a small thread pool; numpy releases the GIL while it fills an array, so the
-draw runs on all cores.
+The seed (int, None or numpy SeedSequence) is hashed to the 64-bit Philox key by numpy's
+SeedSequence; ``seed=None`` draws fresh OS entropy, kept in ``.seed``.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="spdekit-rng")
-    return _POOL
-
-
-def sample_seed_sequences(seed, batch: int, first: int = 0) -> list[np.random.SeedSequence]:
-    """SeedSequences of samples ``first .. first + batch - 1`` of the run seeded with ``seed``."""
-    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    # children are identified by their spawn key, so sample b gets the same stream however many
-    # samples are spawned around it
-    return [np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key + (first + b,)) for b in range(batch)]
+from .backends import philox
 
 
 class SampleStreams:
-    """Independent per-sample generators with a batched, threaded ``standard_normal``.
+    """Standard normals for samples ``first .. first + batch - 1``, one draw per call.
 
-    Parameters
-    ----------
-    seed : int, None or SeedSequence (None draws fresh OS entropy, recorded in ``.seed``).
-    batch : number of samples.
-    first : index of the first sample (for chunked ensembles: chunk [first, first + batch)).
+    ``standard_normal(size)`` is a drop-in for ``numpy.random.Generator.standard_normal`` under the
+    batch-first convention: ``size[0]`` must equal ``batch``; each call advances the draw counter.
+    ``stream`` separates independent uses of the same seed (e.g. two noise sources).
+    ``device="cupy"`` draws the same numbers on the GPU (cupy arrays).
     """
 
-    def __init__(self, seed, batch: int, first: int = 0):
+    def __init__(self, seed, batch: int, first: int = 0, stream: int = 0, device: str = "host"):
         root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self.seed = root.entropy
+        self.batch = int(batch)
         self.first = int(first)
-        self.generators = [np.random.Generator(np.random.PCG64(s)) for s in sample_seed_sequences(root, batch, first)]
+        self.stream = int(stream)
+        self.key = tuple(int(w) for w in root.generate_state(2, np.uint32))
+        self.draw = 0
+        self.device = device  #: "host" (numpy arrays) or "cupy" (drawn on the GPU)
 
-    def standard_normal(self, per_sample_shape, dtype=np.float64, out=None):
-        """Array (batch, *per_sample_shape) of independent N(0, 1), sample b from stream b."""
-        shape = (len(self.generators),) + tuple(per_sample_shape)
-        out = np.empty(shape, dtype=dtype) if out is None else out
-        gens = self.generators
-        n_workers = min(_pool()._max_workers, len(gens))
-        if n_workers <= 1 or out.size < 65536:  # small draws: threads cost more than they save
-            for b, g in enumerate(gens):
-                g.standard_normal(out=out[b], dtype=dtype)
-            return out
-        bounds = np.linspace(0, len(gens), n_workers + 1).astype(int)
+    def standard_normal(self, size, dtype=np.float64, out=None):
+        shape = tuple(int(s) for s in ((size,) if np.isscalar(size) else size))
+        if not shape or shape[0] != self.batch:
+            raise ValueError(f"SampleStreams of {self.batch} samples cannot draw shape {shape}: "
+                             "the first axis must be the batch")
+        gen = self._device_generator() if self.device == "cupy" else philox.standard_normal
+        res = gen(shape, self.key, self.first, self.draw, self.stream, dtype=dtype, out=out)
+        self.draw += 1
+        return res
 
-        def fill(lo, hi):
-            for b in range(lo, hi):
-                gens[b].standard_normal(out=out[b], dtype=dtype)
+    def _device_generator(self):
+        from .backends import get_backend
 
-        list(_pool().map(lambda r: fill(*r), zip(bounds[:-1], bounds[1:])))
-        return out
+        return get_backend("cupy").standard_normal

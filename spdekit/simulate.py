@@ -55,9 +55,8 @@ class _Increments:
         self.noise, self.shape, self.dtype = noise, tuple(shape), np.dtype(dtype)
         self.brownian = brownian
         if brownian is None and on_device:
-            import cupy  # increments are drawn on the GPU (cupy's generator, same seed)
-
-            self.rng = cupy.random.default_rng(seed)
+            # the same counter-based streams, drawn on the GPU
+            self.rng = SampleStreams(seed, self.shape[0], device="cupy")
         elif brownian is None:
             # one stream per sample (spdekit.random): a sample's path depends on (seed, index) only
             if isinstance(seed, (np.random.Generator, SampleStreams)):

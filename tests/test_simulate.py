@@ -86,17 +86,3 @@ def test_a_sample_path_does_not_depend_on_the_batch_it_runs_in(spde):
     big = sk.simulate(spde, u5, 0.0, 0.02, 1e-3, seed=11)
     small = sk.simulate(spde, u5[:3], 0.0, 0.02, 1e-3, seed=11)
     np.testing.assert_array_equal(big.final[:3], small.final)
-
-
-def test_sample_streams_are_independent_and_chunkable():
-    from spdekit.random import SampleStreams
-
-    a = SampleStreams(3, 6).standard_normal((2, 50_000))
-    b = SampleStreams(3, 2, first=4).standard_normal((2, 50_000))
-    np.testing.assert_array_equal(a[4:], b)  # chunk [4, 6) draws the same numbers
-    c = np.corrcoef(a.reshape(6, -1))
-    off = c[~np.eye(6, dtype=bool)]
-    # 100,000 draws per stream: |corr| of independent streams ~ N(0, 1/sqrt(1e5)); 5 sigma bound
-    assert np.abs(off).max() < 5 / np.sqrt(1e5)
-    big = SampleStreams(3, 64).standard_normal((3, 32, 32), dtype=np.float32)  # threaded path
-    np.testing.assert_array_equal(big[:6], SampleStreams(3, 6).standard_normal((3, 32, 32), dtype=np.float32))

@@ -10,9 +10,9 @@ result) instead of 6 N for store-and-reload; the stencil arithmetic is cheap nex
 untamed step is a single kernel (3 N). Non-finite results set a device flag (atomicOr), read once
 per step.
 
-Random numbers: on the GPU the Wiener increments are drawn by cupy's generator from the same seed;
-a GPU run is reproducible run to run, but it is not the host's stream (pass ``brownian=`` to drive
-both with the same increments, as the tests do).
+Random numbers: the Wiener increments are drawn on the GPU by the same counter-based Philox
+generator as on the host (:mod:`spdekit.random`), so a seed gives the host's increments up to
+the last-bit differences of log/sin/cos between math libraries.
 """
 
 from __future__ import annotations
@@ -179,9 +179,61 @@ __global__ void step_kernel(const T* __restrict__ u, const T* __restrict__ dW, c
     out[k] = v;
     if (!isfinite(v)) atomicOr(flag, 1);
 }
+
+// Philox4x32-10 (Salmon et al. 2011), the same function as spdekit/backends/philox.py
+__device__ __forceinline__ void philox4x32_10(unsigned int c[4], unsigned int k0, unsigned int k1) {
+    for (int r = 0; r < 10; ++r) {
+        if (r > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
+        const unsigned int hi0 = __umulhi(0xD2511F53u, c[0]), lo0 = 0xD2511F53u * c[0];
+        const unsigned int hi1 = __umulhi(0xCD9E8D57u, c[2]), lo1 = 0xCD9E8D57u * c[2];
+        const unsigned int n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0; c[1] = lo1; c[2] = n2; c[3] = lo0;
+    }
+}
+
+// out (B, n): counter (block j, sample first + b, draw, stream); float: 4 normals per block
+__global__ void normal_f32(float* __restrict__ out, int B, long long n, unsigned int k0, unsigned int k1,
+                           unsigned long long first, unsigned int draw, unsigned int stream) {
+    const long long nblk = (n + 3) / 4;
+    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= nblk * B) return;
+    const int b = (int)(t / nblk);
+    const long long j = t - (long long)b * nblk;
+    unsigned int c[4] = {(unsigned int)j, (unsigned int)(first + b), draw, stream};
+    philox4x32_10(c, k0, k1);
+    float z[4];
+    for (int p = 0; p < 2; ++p) {
+        const float u1 = ((float)c[2 * p] + 0.5f) * 2.3283064365386963e-10f;
+        const float u2 = ((float)c[2 * p + 1] + 0.5f) * 2.3283064365386963e-10f;
+        const float r = sqrtf(-2.0f * logf(u1)), a = 6.283185307179586f * u2;
+        z[2 * p] = r * cosf(a); z[2 * p + 1] = r * sinf(a);
+    }
+    float* row = out + (long long)b * n + 4 * j;
+    for (int q = 0; q < 4; ++q) if (4 * j + q < n) row[q] = z[q];
+}
+
+// double: 2 normals per block from 53-bit uniforms
+__global__ void normal_f64(double* __restrict__ out, int B, long long n, unsigned int k0, unsigned int k1,
+                           unsigned long long first, unsigned int draw, unsigned int stream) {
+    const long long nblk = (n + 1) / 2;
+    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= nblk * B) return;
+    const int b = (int)(t / nblk);
+    const long long j = t - (long long)b * nblk;
+    unsigned int c[4] = {(unsigned int)j, (unsigned int)(first + b), draw, stream};
+    philox4x32_10(c, k0, k1);
+    const double s = 1.1102230246251565e-16;  // 2^-53
+    const double u1 = ((double)(((unsigned long long)c[0] << 21) + (c[1] >> 11)) + 0.5) * s;
+    const double u2 = ((double)(((unsigned long long)c[2] << 21) + (c[3] >> 11)) + 0.5) * s;
+    const double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
+    double* row = out + (long long)b * n + 2 * j;
+    row[0] = r * cos(a);
+    if (2 * j + 1 < n) row[1] = r * sin(a);
+}
 """
 
 _NAMES = [f"{k}<{t}>" for k in ("drift_kernel", "norm_kernel", "g2_kernel", "step_kernel") for t in ("float", "double")]
+_NAMES += ["normal_f32", "normal_f64"]
 
 
 def is_available() -> bool:
@@ -271,6 +323,21 @@ def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None
     _kernel("step_kernel", dtype)(grid, block, (u, dW, fac, a1, il1, a2, il2, *dims, np.int32(cons),
                                                 inv_h, inv_h2, res, flag))
     return res, not bool(flag.get()[0])
+
+
+def standard_normal(shape, key, first, draw, stream=0, dtype=np.float64, out=None):
+    """The Philox normals of :func:`spdekit.backends.philox.standard_normal`, drawn on the GPU."""
+    dtype = np.dtype(dtype)
+    out = cp.empty(shape, dtype=dtype) if out is None else out
+    B = out.shape[0]
+    n = out.size // B
+    per = 4 if dtype == np.float32 else 2
+    total = B * ((n + per - 1) // per)
+    name = {np.dtype(np.float32): "normal_f32", np.dtype(np.float64): "normal_f64"}[dtype]
+    _module().get_function(name)(((total + _THREADS - 1) // _THREADS,), (_THREADS,),
+                                 (out, np.int32(B), np.int64(n), np.uint32(key[0]), np.uint32(key[1]),
+                                  np.uint64(first), np.uint32(draw), np.uint32(stream)))
+    return out
 
 
 def circulant_apply(v, spectrum_half, emb_shape):
