@@ -39,18 +39,37 @@ def _gfun(a, il, s, one):
 
 
 @njit(fastmath=_FM, error_model="numpy")
-def _cy_row(u, r, a, il, one, out):
-    """Diffusivity of row r seen from its y-neighbours: g(dx mirrored, dy clamped)."""
+def _row_diffusivities(u, r, a, il, one, cx, cy):
+    """Diffusivities of row r as an x-neighbour (cx: g(dx clamped, dy mirrored)) and as a
+    y-neighbour (cy: g(dx mirrored, dy clamped)). Off the border both are g(central dx, central dy),
+    so an interior row costs one g per node (the numpy reference evaluates both)."""
     H, W = u.shape
-    rp = min(r + 1, H - 1)
-    rm = max(r - 1, 0)
-    for x in range(1, W - 1):
-        dx = u[r, x + 1] - u[r, x - 1]
-        dy = u[rp, x] - u[rm, x]
-        out[x] = _gfun(a, il, dx * dx + dy * dy, one)
-    for x in (0, W - 1):
-        dy = u[rp, x] - u[rm, x]
-        out[x] = _gfun(a, il, dy * dy, one)
+    zero = one - one
+    if 0 < r < H - 1:
+        for x in range(1, W - 1):
+            dx = u[r, x + 1] - u[r, x - 1]
+            dy = u[r + 1, x] - u[r - 1, x]
+            v = _gfun(a, il, dx * dx + dy * dy, one)
+            cx[x] = v
+            cy[x] = v
+        for x in (0, W - 1):
+            dx = u[r, min(x + 1, W - 1)] - u[r, max(x - 1, 0)]
+            dy = u[r + 1, x] - u[r - 1, x]
+            cx[x] = _gfun(a, il, dx * dx + dy * dy, one)
+            cy[x] = _gfun(a, il, dy * dy, one)
+    else:  # a y-border row: dy mirrored is 0, dy clamped is one-sided
+        rp = min(r + 1, H - 1)
+        rm = max(r - 1, 0)
+        for x in range(1, W - 1):
+            dx = u[r, x + 1] - u[r, x - 1]
+            dy = u[rp, x] - u[rm, x]
+            cx[x] = _gfun(a, il, dx * dx, one)
+            cy[x] = _gfun(a, il, dx * dx + dy * dy, one)
+        for x in (0, W - 1):
+            dx = u[r, min(x + 1, W - 1)] - u[r, max(x - 1, 0)]
+            dy = u[rp, x] - u[rm, x]
+            cx[x] = _gfun(a, il, dx * dx, one)
+            cy[x] = _gfun(a, il, dy * dy + zero, one)
 
 
 @njit(fastmath=_FM, error_model="numpy")
@@ -66,20 +85,12 @@ def _ghost_y_row(u, r, a, il, one, out):
 
 @njit(fastmath=_FM, error_model="numpy")
 def _paper_row(u, y, a, il, one, cprev, cnext, cx, out):
-    """Eq. (35)-(36) for row y; cprev/cnext are the diffusivities of rows y-1 / y+1 (or ghosts)."""
+    """Eq. (35)-(36) for row y: cx = row y's x-role diffusivities, cprev/cnext = the y-role
+    diffusivities of rows y-1 / y+1 (or the ghosts beyond a border)."""
     H, W = u.shape
     interior_y = 0 < y < H - 1
-    ym = y - 1 if interior_y else y  # mirrored dy is 0 on the y-borders: use dy = u[y] - u[y]
+    ym = y - 1 if interior_y else y  # mirrored dy is 0 on the y-borders
     yp = y + 1 if interior_y else y
-    # diffusivities of row y as x-neighbours: g(dx clamped, dy mirrored); interior x vectorises
-    for x in range(1, W - 1):
-        dx = u[y, x + 1] - u[y, x - 1]
-        dy = u[yp, x] - u[ym, x]
-        cx[x] = _gfun(a, il, dx * dx + dy * dy, one)
-    for x in (0, W - 1):
-        dx = u[y, min(x + 1, W - 1)] - u[y, max(x - 1, 0)]
-        dy = u[yp, x] - u[ym, x]
-        cx[x] = _gfun(a, il, dx * dx + dy * dy, one)
     # ghost diffusivities left / right: g(0, dy mirrored of the mirrored column)
     d0 = u[yp, 1] - u[ym, 1]
     d1 = u[yp, W - 2] - u[ym, W - 2]
@@ -107,25 +118,27 @@ def _paper_row(u, y, a, il, one, cprev, cnext, cx, out):
 
 @njit(fastmath=_FM, error_model="numpy")
 def _paper_block(u, y0, y1, a, il, one, rowbuf):
-    """Eq. (35)-(36) for rows [y0, y1) of one plane, written to rowbuf[y - y0] (unscaled by h)."""
+    """Eq. (35)-(36) for rows [y0, y1) of one plane, written to rowbuf[y - y0] (unscaled by h).
+    Rolling buffers: the y-role diffusivities of rows y-1, y, y+1 and the x-role ones of rows y, y+1."""
     H, W = u.shape
-    c0 = np.empty(W, u.dtype)
-    c1 = np.empty(W, u.dtype)
-    c2 = np.empty(W, u.dtype)
-    cx = np.empty(W, u.dtype)
-    # diffusivity of row y0-1 (or the ghost before row 0)
+    cy0 = np.empty(W, u.dtype)
+    cy1 = np.empty(W, u.dtype)
+    cy2 = np.empty(W, u.dtype)
+    cx1 = np.empty(W, u.dtype)
+    cx2 = np.empty(W, u.dtype)
     if y0 == 0:
-        _ghost_y_row(u, 1, a, il, one, c0)
+        _ghost_y_row(u, 1, a, il, one, cy0)
     else:
-        _cy_row(u, y0 - 1, a, il, one, c0)
-    _cy_row(u, y0, a, il, one, c1)
+        _row_diffusivities(u, y0 - 1, a, il, one, cx2, cy0)  # only its y-role is used
+    _row_diffusivities(u, y0, a, il, one, cx1, cy1)
     for y in range(y0, y1):
         if y + 1 < H:
-            _cy_row(u, y + 1, a, il, one, c2)
+            _row_diffusivities(u, y + 1, a, il, one, cx2, cy2)
         else:
-            _ghost_y_row(u, H - 2, a, il, one, c2)
-        _paper_row(u, y, a, il, one, c0, c2, cx, rowbuf[y - y0])
-        c0, c1, c2 = c1, c2, c0
+            _ghost_y_row(u, H - 2, a, il, one, cy2)
+        _paper_row(u, y, a, il, one, cy0, cy2, cx1, rowbuf[y - y0])
+        cy0, cy1, cy2 = cy1, cy2, cy0
+        cx1, cx2 = cx2, cx1
 
 
 @njit(fastmath=_FM, error_model="numpy")
