@@ -11,12 +11,12 @@ import time
 import numpy as np
 
 
-def alternate(fns: dict, repeats: int, warmup: int = 1, sync=None) -> dict:
+def alternate(fns: dict, repeats: int, warmup: int = 1, sync=None, no_warmup=()) -> dict:
     """Median / min / all seconds per call of each callable, interleaved so that machine noise
     (other processes, frequency changes) hits every contender alike."""
     sync = sync or (lambda: None)
-    for f in fns.values():
-        for _ in range(warmup):
+    for k, f in fns.items():
+        for _ in range(0 if k in no_warmup else warmup):
             f()
     sync()
     times = {k: [] for k in fns}
