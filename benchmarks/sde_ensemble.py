@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from _harness import alternate, machine, write_json
 
 import spdekit as sk
-from _harness import alternate, machine, write_json
 from spdekit.problems import CubicSDE, GeometricBrownianMotion
 
 T, DT = 1.0, 2.0**-8
