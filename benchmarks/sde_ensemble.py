@@ -79,7 +79,8 @@ def main(argv=None):
             key = "spdekit" if k == "spdekit" else "torchsde"
             mean = float(np.mean(out[key]))
             lines.append(f"{name:8s} {k:18s} {r['median']:10.3f} {r['median'] / base:6.1f}x {mean:10.4f}")
-            rows.append({"problem": name, "contender": k, "seconds": r["median"], "ratio_to_spdekit": r["median"] / base,
+            rows.append({"problem": name, "contender": k, "seconds": r["median"],
+                         "ratio_to_spdekit": r["median"] / base,
                          "final_mean": mean})
     lines.append(f"exact E[u_T] of GBM: {np.exp(0.5 * T):.4f}; {a.paths} paths, dt = {DT}, T = {T}")
     table = "\n".join(lines)
