@@ -6,10 +6,11 @@ differences with Neumann borders (Appendix H, eq. 35-37), driven by Q-Wiener noi
 exponential covariance, and stepped by (tamed) Euler-Maruyama (eq. 39).
 """
 
-from . import schedules
+from . import linear, reverse, schedules
 from ._version import __version__
 from .backends import get_backend
 from .grid import Grid
+from .linear import LinearChain
 from .noise import CirculantEmbedding, QWienerNoise
 from .simulate import SimulationDiverged, simulate
 from .solvers import EulerMaruyama, Solver, TamedEulerMaruyama
@@ -22,6 +23,7 @@ __all__ = [
     "CirculantEmbedding",
     "EulerMaruyama",
     "Grid",
+    "LinearChain",
     "QWienerNoise",
     "SimulationDiverged",
     "Solver",
@@ -29,7 +31,9 @@ __all__ = [
     "TamedEulerMaruyama",
     "Trajectory",
     "get_backend",
+    "linear",
     "open_trajectory",
+    "reverse",
     "schedules",
     "simulate",
 ]
