@@ -189,7 +189,7 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     """|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^{1/2})."""
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     cov1, cov2 = np.atleast_2d(cov1), np.atleast_2d(cov2)
-    covmean, _ = scipy.linalg.sqrtm(cov1 @ cov2, disp=False)
+    covmean = scipy.linalg.sqrtm(cov1 @ cov2)
     if not np.isfinite(covmean).all():
         eps = 1e-6 * np.eye(cov1.shape[0])
         covmean = scipy.linalg.sqrtm((cov1 + eps) @ (cov2 + eps))

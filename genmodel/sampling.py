@@ -196,8 +196,7 @@ def reverse_predictor(process, score_fn, t: float, delta: float, u: torch.Tensor
 
 def sample(process: SPDEProcess, score_fn, n: int, steps: int | None = None, corrector_steps: int = 1,
            snr: float = 0.16, prior: str | GaussianPrior = "gaussian", data=None, prior_stats=None, seed=None,
-           batch_size: int | None = None, dtype=torch.float32, progress: bool = False,
-           shape=None) -> torch.Tensor:
+           batch_size: int | None = None, dtype=torch.float32, progress: bool = False) -> torch.Tensor:
     """Generate ``n`` samples by the predictor-corrector scheme (Algorithm 3.1).
 
     Parameters
@@ -241,6 +240,9 @@ def sample(process: SPDEProcess, score_fn, n: int, steps: int | None = None, cor
     batch_size = n if batch_size is None else int(batch_size)
     chunks = []
     delta = process.T / steps
+    # the reverse drift contains -b (anti-diffusion) balanced by Sigma s: an explicit step is stable
+    # only under the same bound as the forward chain, Delta <= h^2 / (4 max alpha1): warn otherwise
+    process.spde.check_dt(delta, 0.0, process.T)
     with tqdm(total=steps * math.ceil(n / batch_size), disable=not progress, desc="sample", unit="step") as bar:
         for start, child in zip(range(0, n, batch_size), ss.spawn(math.ceil(n / batch_size))):
             m = min(batch_size, n - start)

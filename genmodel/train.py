@@ -150,7 +150,7 @@ class Trainer:
         self.process = build_process(cfg["process"], H)
         torch.manual_seed(tr["seed"])
         self.net = build_network(cfg["network"], C, H)
-        self.model = ScoreModel.for_process(self.net, self.process, tr["sigma_data"])
+        self.model = ScoreModel.for_process(self.net, self.process, tr["sigma_data"], data=self.train_data)
         self.ema = EMA(self.model, tr["ema"])
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tr["lr"])
         self.rng = np.random.default_rng(tr["seed"])

@@ -228,6 +228,30 @@ class LinearChain:
         C = A @ cov0 @ A.T + self.covariance(k)
         return m, 0.5 * (C + C.T)
 
+    def diagonal_tables(self):
+        """(P, c): mean factors P_k and the diagonal c_k of the mode covariance C_k for all
+        k = 0..K, each of shape (K+1, H, W). Exact in the diagonal case; otherwise c_k is the
+        exact diagonal of the dense C_k (the entrywise recursion keeps diagonal entries apart:
+        c_{k+1} = f_k^2 c_k + dt alpha2(t_k)^2 N_ii)."""
+        if self.diagonal:
+            n_diag = np.ones(self.shape)
+        else:
+            n_diag = np.diag(self.dense_basis()[2]).reshape(self.shape)
+        c = np.zeros((self.n_steps + 1,) + self.shape)
+        for k in range(self.n_steps):
+            c[k + 1] = self.step_factors[k] ** 2 * c[k] + self.step_noise[k] * n_diag
+        return self.mean_factors.copy(), c
+
+    def mode_matrices(self):
+        """Conservative stencil: the 1D orthonormal DCT-II matrices (M_H, M_W) with
+        to_modes(u) = M_H u M_W^T on (H, W) planes (and u = M_H^T z M_W)."""
+        if self.stencil != "conservative":
+            raise ValueError("mode_matrices is defined for the conservative stencil (orthonormal DCT-II)")
+        H, W = self.shape
+        MH = to_modes(np.eye(H)[:, :, None], "conservative")[:, :, 0].T
+        MW = to_modes(np.eye(W)[:, :, None], "conservative")[:, :, 0].T
+        return MH, MW
+
     # ------------------------------------------------------------------ sampling
     def noise_factor(self, k) -> np.ndarray:
         """A factor R with R R^T = Cov[u_k | u_0] in node coordinates: (D, D) dense, or, in the

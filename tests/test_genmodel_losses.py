@@ -152,7 +152,9 @@ def test_learned_score_transition_within_2x_of_exact():
     """Issue acceptance: the same network trained for the same number of steps (400, batch 64,
     Adam 2e-3, EMA 0.99) with the exact-Gaussian loss and with the transition loss (which only
     sees simulated chain steps, not told the process is linear). The EMA model's relative score
-    error of the transition-trained network is within 2x of the exact-trained one."""
+    error of the transition-trained network is within 2x of the exact-trained one. The plain
+    parameterisation s = F / sigma is used: with the Gaussian reference (the default) the reference
+    is nearly exact for this linear Gaussian problem and both errors drop to ~5e-4."""
     torch.set_num_threads(1)
     p = heat(T=1.0, dt=0.01)
     m, C, data = gaussian_data(4096)
@@ -161,8 +163,8 @@ def test_learned_score_transition_within_2x_of_exact():
     for name in ("exact", "transition"):
         torch.manual_seed(0)
         net = UNet(UNetConfig(image_size=8, ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
-                              groups=8, dropout=0.0))
-        model = ScoreModel.for_process(net, p)
+                              groups=8, dropout=0.0, score_param="plain"))
+        model = ScoreModel.for_process(net, p, data=data)
         ema = EMA(model, 0.99)
         rng = np.random.default_rng(1)
         loss = make_loss(name, p, data, rng, pool_size=1024)
