@@ -6,12 +6,13 @@ differences with Neumann borders (Appendix H, eq. 35-37), driven by Q-Wiener noi
 exponential covariance, and stepped by (tamed) Euler-Maruyama (eq. 39).
 """
 
-from . import convergence, problems, schedules
+from . import convergence, linear, problems, reverse, schedules
 from ._version import __version__
 from .backends import get_backend
 from .brownian import BrownianPath
 from .convergence import ConvergenceResult, OrderFit, convergence_study, plot_convergence, strong_order, weak_order
 from .grid import Grid
+from .linear import LinearChain
 from .noise import CirculantEmbedding, QWienerNoise
 from .simulate import SimulationDiverged, simulate
 from .solvers import EulerMaruyama, Solver, TamedEulerMaruyama
@@ -27,6 +28,7 @@ __all__ = [
     "CirculantEmbedding",
     "EulerMaruyama",
     "Grid",
+    "LinearChain",
     "QWienerNoise",
     "SimulationDiverged",
     "Solver",
@@ -36,9 +38,11 @@ __all__ = [
     "convergence",
     "convergence_study",
     "get_backend",
+    "linear",
     "open_trajectory",
     "plot_convergence",
     "problems",
+    "reverse",
     "schedules",
     "simulate",
     "strong_order",

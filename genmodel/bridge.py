@@ -1,0 +1,60 @@
+"""Zero-copy exchange between torch tensors and the arrays spdekit computes on (DLPack).
+
+``from_torch(t)`` gives a numpy array (CPU tensor) or a cupy array (CUDA tensor) that shares the
+tensor's memory; ``to_torch(x)`` wraps a numpy/cupy array as a tensor without copying. Writes
+through either side are visible on the other. This is how genmodel hands its tensors to the
+spdekit kernels (the numerics live only in spdekit).
+
+Constraints of DLPack: the tensor must not require grad (use ``.detach()``), must be strided
+(dense), and negative strides (numpy views like ``a[::-1]``) cannot be exported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def from_torch(t: torch.Tensor):
+    """numpy (CPU) or cupy (CUDA) view of ``t``'s memory; no copy."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"from_torch expects a torch.Tensor, got {type(t).__name__}")
+    if t.requires_grad:
+        raise ValueError("from_torch: the tensor requires grad; pass t.detach() (spdekit kernels are not traced)")
+    if t.device.type == "cpu":
+        return np.from_dlpack(t)
+    if t.device.type == "cuda":
+        import cupy
+
+        return cupy.from_dlpack(t)
+    raise ValueError(f"from_torch: tensors on device {t.device} are not supported (cpu or cuda)")
+
+
+def to_torch(x, allow_copy: bool = False) -> torch.Tensor:
+    """torch tensor sharing ``x``'s memory (numpy or cupy array); no copy.
+
+    Arrays DLPack cannot export (read-only numpy buffers, negative strides) raise ValueError, or
+    are copied first when ``allow_copy=True``."""
+    is_cupy = type(x).__module__.split(".")[0] == "cupy"
+    if not (isinstance(x, np.ndarray) or is_cupy):
+        raise TypeError(f"to_torch expects a numpy or cupy array, got {type(x).__name__}")
+    problem = None
+    if any(s < 0 for s in x.strides):
+        problem = "it has negative strides (e.g. a[::-1])"
+    elif isinstance(x, np.ndarray) and not x.flags.writeable:
+        problem = "it is read-only"
+    if problem is not None:
+        if not allow_copy:
+            raise ValueError(f"to_torch: the array cannot be shared zero-copy because {problem}; "
+                             "pass allow_copy=True or np.ascontiguousarray(x)")
+        x = x.copy()
+    return torch.from_dlpack(x)
+
+
+def shares_memory(t: torch.Tensor, x) -> bool:
+    """True when tensor ``t`` and array ``x`` start at the same address."""
+    ptr = x.__array_interface__["data"][0] if isinstance(x, np.ndarray) else x.data.ptr
+    return t.data_ptr() == ptr
+
+
+__all__ = ["from_torch", "to_torch", "shares_memory"]
