@@ -22,6 +22,8 @@ Which parts are diagonal:
 * ``stencil="conservative"`` and white noise (l = 0): V is the orthonormal DCT-II, N = I and
   C_k is diagonal: the per-mode variance recursion c_{k+1} = f_k^2 c_k + dt alpha2^2. Cost
   O(K D) for K steps and D = H W nodes, any grid size.
+* pure noise (alpha1 = 0 at every step, eq. 13) with white noise: C_k = sigma_k^2 I whatever the
+  stencil; the DCT-II basis is used (``basis``), diagonal as above.
 * ``stencil="paper"`` (V = DCT-I, not orthogonal: N = V^{-1} V^{-T} is dense even for white noise)
   or Q-Wiener noise (l > 0, N = V^T Q V dense): C_k is a dense D x D matrix; the recursion is
   entrywise in the mode basis, O(D^2) per step and O(D^2) memory per stored step, plus O(D^3) for
@@ -75,7 +77,16 @@ class LinearChain:
         self.dt = check_positive("dt", dt)
         self.n_steps = check_int("n_steps", n_steps, minimum=1)
         self.stencil = spde.stencil
-        self.diagonal = spde.stencil == "conservative" and spde.noise.is_white
+        t = self.dt * np.arange(self.n_steps)
+        a1 = np.asarray(spde.alpha1(t), dtype=np.float64)
+        a2 = np.asarray(spde.alpha2(t), dtype=np.float64)
+        #: the stencil whose Laplacian eigenbasis carries the law: the SPDE's own, except for the
+        #: pure-noise chain (alpha1 = 0 at every step, eq. 13) with white noise, whose law
+        #: N(u_0, sigma_k^2 I) is diagonal in any orthonormal basis: the DCT-II is used then.
+        self.basis = spde.stencil
+        if spde.noise.is_white and not np.any(a1):
+            self.basis = "conservative"
+        self.diagonal = self.basis == "conservative" and spde.noise.is_white
         self.max_dense = check_int("max_dense", max_dense, minimum=1)
         D = self.shape[0] * self.shape[1]
         if not self.diagonal and D > max_dense:
@@ -85,10 +96,7 @@ class LinearChain:
                 f"nodes are allowed (memory O(D^2) per stored step, O(D^3) to factorise). Use the conservative "
                 f"stencil with white noise for a diagonal law, or raise max_dense."
             )
-        self.mu = laplacian_eigenvalues(self.shape, spde.stencil, spde.spacing)  # (H, W)
-        t = self.dt * np.arange(self.n_steps)
-        a1 = np.asarray(spde.alpha1(t), dtype=np.float64)
-        a2 = np.asarray(spde.alpha2(t), dtype=np.float64)
+        self.mu = laplacian_eigenvalues(self.shape, self.basis, spde.spacing)  # (H, W)
         #: per-step mode factors f_k, shape (K, H, W)
         self.step_factors = 1.0 + self.dt * a1[:, None, None] * self.mu[None]
         #: per-step noise variance dt alpha2(t_k)^2, shape (K,)
@@ -129,7 +137,7 @@ class LinearChain:
         """(V, V^{-1}, N) as dense matrices; N = V^{-1} Q V^{-T} is the mode noise covariance."""
         self._check_dense()
         if self._dense is None:
-            V, Vinv = _basis_matrices(self.shape, self.stencil)
+            V, Vinv = _basis_matrices(self.shape, self.basis)
             Q = self.spde.noise.dense_Q(self.shape)
             N = Vinv @ Q @ Vinv.T
             self._dense = (V, Vinv, 0.5 * (N + N.T))
@@ -149,17 +157,17 @@ class LinearChain:
         ``k`` is an integer or an array of integers of shape u0.shape[:1] (one step per sample of
         a (B, ...) batch)."""
         k = self._check_k(k)
-        z = to_modes(np.asarray(u0, dtype=np.float64), self.stencil)
+        z = to_modes(np.asarray(u0, dtype=np.float64), self.basis)
         fac = self.mean_factors[k]
         if fac.ndim == 3:  # one k per leading sample
             fac = fac.reshape(fac.shape[:1] + (1,) * (z.ndim - 3) + fac.shape[1:])
-        return from_modes(z * fac, self.stencil)
+        return from_modes(z * fac, self.basis)
 
     # ------------------------------------------------------------------ covariance
     def mode_variances(self, ks):
         """Diagonal case only: per-mode variances c_k, shape (len(ks), H, W)."""
         if not self.diagonal:
-            raise ValueError("mode_variances is the diagonal case (conservative stencil, white noise); "
+            raise ValueError("mode_variances is the diagonal case (conservative stencil or pure noise, white noise); "
                              "use mode_covariances")
         ks = self._check_k(np.atleast_1d(ks))
         out = np.empty((len(ks),) + self.shape)
@@ -245,7 +253,7 @@ class LinearChain:
     def mode_matrices(self):
         """Conservative stencil: the 1D orthonormal DCT-II matrices (M_H, M_W) with
         to_modes(u) = M_H u M_W^T on (H, W) planes (and u = M_H^T z M_W)."""
-        if self.stencil != "conservative":
+        if self.basis != "conservative":
             raise ValueError("mode_matrices is defined for the conservative stencil (orthonormal DCT-II)")
         H, W = self.shape
         MH = to_modes(np.eye(H)[:, :, None], "conservative")[:, :, 0].T
@@ -268,7 +276,7 @@ class LinearChain:
         m = self.mean(u0, k)
         xi = rng.standard_normal(m.shape)
         if self.diagonal:
-            out = m + from_modes(self.noise_factor(k) * xi, self.stencil)
+            out = m + from_modes(self.noise_factor(k) * xi, self.basis)
         else:
             R = self.noise_factor(k)
             out = m + (xi.reshape(-1, self.size) @ R.T).reshape(m.shape)

@@ -125,3 +125,19 @@ def test_bad_input():
         chain.mean(np.zeros((8, 8)), 11)
     with pytest.raises(TypeError, match="integer"):
         chain.mean(np.zeros((8, 8)), 1.5)
+
+
+@pytest.mark.parametrize("stencil", ["paper", "conservative"])
+def test_pure_noise_law_is_diagonal_whatever_the_stencil(stencil):
+    """Pure noise (eq. 13, alpha1 = 0) with white noise: u_k = u_0 + sigma_k xi, Cov = sigma_k^2 I,
+    handled by the diagonal (DCT-II) branch also for the paper stencil, whose DCT-I basis would
+    otherwise make every covariance a dense D x D matrix (a regression: 11 s per VE training batch)."""
+    spde = spdekit.AnisotropicSPDE.pure_noise(S.Geometric(0.01, 2.0, 1.0), stencil=stencil)
+    law = LinearChain(spde, (6, 5), 0.01, 100)
+    assert law.diagonal and law.basis == "conservative"
+    u0 = np.random.default_rng(0).standard_normal((3, 1, 6, 5))
+    k = np.array([1, 40, 100])
+    np.testing.assert_allclose(law.mean(u0, k), u0, rtol=0, atol=1e-12)
+    for kk in (1, 40, 100):
+        s2 = law.accumulated_noise(kk)
+        np.testing.assert_allclose(law.covariance(kk), s2 * np.eye(30), rtol=1e-12, atol=1e-15)

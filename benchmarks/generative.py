@@ -1,0 +1,144 @@
+"""Generative cost: training steps/s and sampling time per image, VE-SDE vs the anisotropic SPDE.
+
+Same U-Net (the shipped digits config, genmodel/configs/digits16_anisotropic.toml [network]), same
+data (digits 16x16), same optimiser; only the forward process and its loss differ:
+
+* VE-SDE: preset ``pure_noise`` (eq. 13), exact-Gaussian DSM (the marginal is sampled in closed form;
+  no chain is simulated);
+* isotropic heat: preset ``paper_isotropic`` (eq. 17), exact-Gaussian DSM;
+* anisotropic: preset ``paper_anisotropic`` (eq. 14-16, paper stencil), one-step transition DSM on
+  forward paths that spdekit simulates (the path pool moves one chain step per training step) with
+  the antithetic pair (2 network evaluations per chain state).
+
+"evals" is the number of network evaluations per training step: the anisotropic row with batch 64
+evaluates the network on 128 states, like the VE row with batch 128 (equal network cost), and the
+row with batch 128 shows the cost at equal chain states. The paper reports its anisotropic training
+1.86x slower per step than VE-SDE. Training steps of all contenders alternate (blocks of
+``--block`` steps) in one process; medians over ``--repeats`` blocks.
+
+Sampling: ``genmodel.sample`` with the predictor-corrector of Algorithm 3.1 (500 steps, one
+corrector step), n images, the moment-matched Gaussian prior fitted on 256 training images. The
+network output is zeroed (the score is then the Gaussian reference of ``ScoreModel``): the cost is
+the same as for a trained model, and the reverse chain stays finite whatever the weights.
+
+    python benchmarks/generative.py [--repeats 5] [--block 5] [--n 32] [--threads 1] [--json F]
+
+CPU only here (the trainer runs on the CPU build of torch); GPU figures belong to the GPU issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import torch
+from _harness import alternate, machine, write_json
+
+from genmodel import sample
+from genmodel.sampling import GaussianPrior
+from genmodel.train import Trainer, load_config, score_function
+
+CONFIG = Path(__file__).resolve().parents[1] / "genmodel" / "configs" / "digits16_anisotropic.toml"
+
+
+def make_trainer(preset: str, loss: str, batch: int, base: dict, out: str) -> Trainer:
+    cfg = copy.deepcopy(base)
+    cfg["process"] = {"preset": preset, "T": base["process"]["T"], "dt": base["process"]["dt"]}
+    if preset == "paper_anisotropic":
+        cfg["process"]["stencil"] = "paper"
+    cfg["train"].update(loss=loss, batch=batch, pool=1024, warmup=0)
+    return Trainer(load_config(cfg), out_dir=out, log=lambda *a: None)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--block", type=int, default=5, help="training steps per timed block")
+    p.add_argument("--n", type=int, default=32, help="images per sampling run")
+    p.add_argument("--sampling-steps", type=int, default=500)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    import numba
+
+    numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    base = tomllib.loads(CONFIG.read_text())
+    base["train"]["threads"] = a.threads
+    rows = [  # (label, preset, loss, batch, network evaluations per step)
+        ("VE-SDE (pure noise), exact DSM", "pure_noise", "exact", 128, 128),
+        ("isotropic heat, exact DSM", "paper_isotropic", "exact", 128, 128),
+        ("anisotropic, transition DSM", "paper_anisotropic", "transition", 64, 128),
+        ("anisotropic, transition DSM", "paper_anisotropic", "transition", 128, 256),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {}
+        setup = {}
+        for label, preset, loss, batch, _evals in rows:
+            t0 = time.perf_counter()
+            trainers[(label, batch)] = make_trainer(preset, loss, batch, base, tmp)
+            setup[(label, batch)] = time.perf_counter() - t0
+
+        def block(tr):
+            def run():
+                for _ in range(a.block):
+                    tr.train_step()
+            return run
+
+        fns = {k: block(tr) for k, tr in trainers.items()}
+        res = alternate(fns, a.repeats, warmup=1)
+
+        # where the anisotropic step's time goes: the forward chain (spdekit) vs the rest
+        aniso = trainers[("anisotropic, transition DSM", 64)]
+        pool = aniso.loss.pool
+        t0 = time.perf_counter()
+        for _ in range(a.block * a.repeats):
+            pool.draw(64, aniso.rng)
+        t_pool = (time.perf_counter() - t0) / (a.block * a.repeats)
+
+        # sampling per image
+        samp = {}
+        for key in (("VE-SDE (pure noise), exact DSM", 128), ("isotropic heat, exact DSM", 128),
+                    ("anisotropic, transition DSM", 64)):
+            tr = trainers[key]
+            model = tr.ema.shadow
+            with torch.no_grad():
+                for prm in model.net.parameters():
+                    prm.zero_()
+            prior = GaussianPrior.fit(tr.process, tr.train_data[:256], replicates=1, seed=0)
+            t0 = time.perf_counter()
+            x = sample(tr.process, score_function(model), a.n, steps=a.sampling_steps, corrector_steps=1,
+                       prior=prior, seed=0)
+            secs = time.perf_counter() - t0
+            samp[key[0]] = {"seconds_per_image": secs / a.n, "finite": bool(torch.isfinite(x).all())}
+
+    ve = res[("VE-SDE (pure noise), exact DSM", 128)]["median"]
+    lines = [f"training: {a.block} steps per block, median of {a.repeats} alternating blocks; "
+             f"torch/numba threads {a.threads}; network {trainers[rows[0][0], 128].n_params:,} parameters",
+             f"{'process, loss':34s} {'batch':>5s} {'evals':>5s} {'s/step':>8s} {'steps/s':>8s} {'vs VE':>7s}"]
+    out_rows = []
+    for label, preset, loss, batch, evals in rows:
+        s = res[(label, batch)]["median"] / a.block
+        lines.append(f"{label:34s} {batch:5d} {evals:5d} {s:8.3f} {1 / s:8.2f} {s / (ve / a.block):6.2f}x")
+        out_rows.append({"process": label, "preset": preset, "loss": loss, "batch": batch, "network_evals": evals,
+                         "seconds_per_step": s, "ratio_to_ve": s / (ve / a.block),
+                         "setup_seconds": setup[(label, batch)]})
+    s_aniso = res[("anisotropic, transition DSM", 64)]["median"] / a.block
+    lines.append(f"anisotropic (batch 64): forward chain + transition draw by spdekit {t_pool * 1e3:.1f} ms per step "
+                 f"({100 * t_pool / s_aniso:.0f}% of the step); the rest is the network (forward + backward)")
+    lines.append("paper (its GPU, CIFAR-10 scale): anisotropic 1.86x slower per training step than VE-SDE")
+    lines.append(f"sampling: {a.sampling_steps} predictor steps + 1 corrector step each, {a.n} images")
+    for k, v in samp.items():
+        lines.append(f"  {k:34s} {v['seconds_per_image']:.3f} s per image{'' if v['finite'] else ' (NON-FINITE)'}")
+    table = "\n".join(lines)
+    print(table)
+    write_json(a.json, {"benchmark": "generative", "machine": machine(), "rows": out_rows, "sampling": samp,
+                        "forward_chain_seconds_per_step": t_pool, "table": table})
+
+
+if __name__ == "__main__":
+    main()
