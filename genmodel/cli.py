@@ -55,6 +55,10 @@ def _generate(args, model, process, prior, ck, n):
     from .sampling import sample
     from .train import score_function
 
+    if args.threads:
+        from .train import _set_threads
+
+        _set_threads(args.threads)
     samp = ck.get("sampling", {})
     steps = args.steps or samp.get("steps") or process.n_steps
     corr = samp.get("corrector_steps", 1) if args.corrector_steps is None else args.corrector_steps
@@ -70,6 +74,24 @@ def _generate(args, model, process, prior, ck, n):
                data=data, prior_stats=prior if args.prior == "gaussian" else None, seed=args.seed,
                batch_size=args.batch_size, progress=not args.quiet)
     return x, time.perf_counter() - t0, {"steps": steps, "corrector_steps": corr, "snr": snr, "prior": args.prior}
+
+
+def _load_samples(paths, shape) -> torch.Tensor:
+    """Samples written by ``genmodel sample --out X.npz`` (several files are concatenated)."""
+    parts = []
+    for path in paths:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                images = z["images"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"--samples {path!r} is not a genmodel samples file (.npz with 'images'): {exc}") from exc
+        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape):
+            raise ValueError(f"--samples {path!r} holds images of shape {images.shape[1:]}, the model's data have "
+                             f"{tuple(shape)}")
+        if not np.isfinite(images).all():
+            raise ValueError(f"--samples {path!r} contains NaN or inf")
+        parts.append(torch.as_tensor(images, dtype=torch.float32))
+    return torch.cat(parts)
 
 
 def cmd_train(args) -> int:
@@ -132,7 +154,10 @@ def cmd_evaluate(args) -> int:
         classifier = load_classifier(args.classifier)
     elif extractor is None:
         raise SystemExit("for non-digits data give --inception-weights FILE or --classifier FILE")
-    x, secs, used = _generate(args, model, process, prior, ck, args.n)
+    if args.samples:
+        x, secs, used = _load_samples(args.samples, heldout.shape[1:]), None, {"samples": args.samples}
+    else:
+        x, secs, used = _generate(args, model, process, prior, ck, args.n)
     if args.save_samples:
         np.savez_compressed(args.save_samples, images=x.numpy())
     res = evaluate_samples(x, heldout, classifier=classifier, extractor=extractor, seed=args.seed)
@@ -194,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--prior", choices=("gaussian", "forward"), default="gaussian")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--batch-size", type=int, default=500)
+        q.add_argument("--threads", type=int, default=0,
+                       help="torch and numba threads (0: their defaults); 1 is fastest on a busy machine")
         q.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser("sample", help="draw samples from a model checkpoint")
@@ -209,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--classifier", help="classifier checkpoint (default: the shipped digits classifier)")
     e.add_argument("--inception-weights", help="local Inception-v3 state_dict for FID (needs torchvision)")
     e.add_argument("--save-samples", help="also write the samples to this .npz")
+    e.add_argument("--samples", nargs="+", help="evaluate these .npz files of `genmodel sample` (concatenated) "
+                   "instead of sampling; e.g. batches drawn in parallel with different --seed")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

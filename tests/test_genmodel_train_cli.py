@@ -97,6 +97,17 @@ def test_cli_train_sample_evaluate_info(tmp_path, tiny_config, capsys):
     assert main(["evaluate", str(out / "model.pt"), "--n", "20", "--steps", "3", "--json", "--quiet"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert {"fid", "kid", "is_analogue", "confident_fraction", "class_histogram"} <= set(res)
+    # samples drawn elsewhere (e.g. in parallel with different seeds) are evaluated as one set
+    assert main(["sample", str(out / "model.pt"), "--n", "4", "--out", str(tmp_path / "s2.npz"), "--steps", "3",
+                 "--seed", "1", "--threads", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.pt"), "--samples", str(tmp_path / "s.npz"), str(tmp_path / "s2.npz"),
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n_samples"] == 7 and res["sampling_seconds"] is None
+    np.savez(tmp_path / "wrong.npz", images=np.zeros((2, 1, 16, 16)))
+    assert main(["evaluate", str(out / "model.pt"), "--samples", str(tmp_path / "wrong.npz")]) == 2
+    assert "shape" in capsys.readouterr().err
     assert main(["info", str(out / "model.pt")]) == 0
 
 
