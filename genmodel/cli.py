@@ -73,6 +73,7 @@ def _generate(args, model, process, prior, ck, n):
 
 
 def cmd_train(args) -> int:
+    from . import distributed
     from .train import Trainer, load_config, seconds_to_text
 
     cfg = load_config(args.config)
@@ -81,13 +82,23 @@ def cmd_train(args) -> int:
     if args.steps:
         cfg["train"]["steps"] = args.steps
     t0 = time.perf_counter()
-    tr = Trainer(cfg, log=print)
-    setup = time.perf_counter() - t0
-    print(f"network: {tr.n_params:,} parameters ({tr.net.cfg.to_dict()}); process: {tr.process!r}; "
-          f"loss: {tr.loss.name}; {tr.threads} thread(s); setup {setup:.1f} s")
-    if args.resume:
-        tr.resume(args.resume if isinstance(args.resume, str) else None)
-    tr.run(progress=not args.quiet)
+    ctx = distributed.from_environment(cfg["train"]["device"])  # None outside torchrun
+    main_rank = ctx is None or ctx.is_main
+    say = print if main_rank else (lambda *a, **k: None)
+    try:
+        tr = Trainer(cfg, log=say, dist=ctx)
+        setup = time.perf_counter() - t0
+        where = (f"{ctx.world_size} processes ({ctx.backend}, {tr.device}), batch {tr.local_batch} per process"
+                 if ctx else f"device {tr.device}")
+        say(f"network: {tr.n_params:,} parameters ({tr.net.cfg.to_dict()}); process: {tr.process!r}; "
+            f"loss: {tr.loss.name}; {tr.threads} thread(s); {where}; setup {setup:.1f} s")
+        if args.resume:
+            tr.resume(args.resume if isinstance(args.resume, str) else None)
+        tr.run(progress=not args.quiet)
+    finally:
+        distributed.shutdown(ctx)
+    if not main_rank:
+        return 0
     print(f"trained {tr.step} steps in {seconds_to_text(tr.seconds)} (checkpoints in {tr.out})")
     if not args.no_export:
         path = tr.export()
