@@ -20,7 +20,7 @@ import math
 import os
 import time
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -85,6 +85,7 @@ def load_config(path_or_dict) -> dict:
         if sec == "process" and vals.get("preset", "paper_anisotropic") != cfg[sec]["preset"]:
             cfg[sec] = {k: v for k, v in cfg[sec].items() if k != "preset"}
         cfg[sec].update(vals)
+    check_output_dir(cfg["output"]["dir"])
     tr = cfg["train"]
     for key in ("steps", "batch", "checkpoint_every", "pool", "log_every"):
         if not isinstance(tr[key], int) or tr[key] < 1:
@@ -96,6 +97,19 @@ def load_config(path_or_dict) -> dict:
     if not tr["lr"] > 0 or not tr["grad_clip"] > 0:
         raise ValueError("[train] lr and grad_clip must be > 0")
     return cfg
+
+
+def check_output_dir(d) -> str:
+    """A config-supplied ``[output] dir`` must stay below the working directory: a relative path
+    without '..'. (A folder anywhere else is chosen on the command line: ``--out DIR``.) A run
+    writes only ``last.pt``, ``model.pt`` and their temporary files, inside that folder."""
+    if not isinstance(d, str) or not d.strip():
+        raise ValueError(f"[output] dir must be a non-empty folder name, got {d!r}")
+    p = PurePath(d)
+    if p.is_absolute() or p.anchor or ".." in p.parts:
+        raise ValueError(f"[output] dir must be a relative folder below the working directory (no absolute path, "
+                         f"no '..'), got {d!r}; to write elsewhere give --out DIR on the command line")
+    return d
 
 
 def build_process(pcfg: dict, image_size: int) -> SPDEProcess:
@@ -157,7 +171,7 @@ class Trainer:
         self.log = log
         self.dist = dist
         self.rank, self.world_size = (dist.rank, dist.world_size) if dist else (0, 1)
-        self.out = Path(out_dir or cfg["output"]["dir"])
+        self.out = Path(out_dir) if out_dir else Path(check_output_dir(cfg["output"]["dir"]))
         tr = cfg["train"]
         self.device = dist.device if dist else resolve_device(tr["device"])
         self.threads = _set_threads(tr["threads"], int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if dist else 1)
