@@ -10,6 +10,11 @@ A run writes to its output folder:
   architecture, the process, the moment-matched Gaussian prior of U_T fitted on the training images
   (:class:`genmodel.GaussianPrior`), the sampler defaults and the config. This is what
   ``genmodel sample`` and ``genmodel evaluate`` read.
+
+Under ``torchrun`` the same loop runs data-parallel (:mod:`genmodel.distributed`): one Trainer per
+process, DDP over the model, per-rank data shards and random streams, rank 0 writing the
+checkpoints. A config's ``[output] dir`` must lie below the working directory
+(:func:`check_output_dir`); ``--out`` / ``out_dir`` choose any folder.
 """
 
 from __future__ import annotations
