@@ -13,8 +13,9 @@ What each rank does (see :class:`genmodel.train.Trainer`):
 
 * the model is built from the same seed on every rank (DDP also broadcasts rank 0's weights), and
   gradients are averaged across ranks in ``backward``; so weights, optimizer and EMA stay identical;
-* ``[train] batch`` and ``[train] pool`` are the GLOBAL sizes, split evenly across ranks (``batch``
-  must be divisible by the number of processes), so a config means the same optimisation problem
+* ``[train] batch`` and ``[train] pool`` are the GLOBAL sizes, split across ranks (``batch`` must be
+  divisible by the number of processes, so that the averaged gradient weighs every chain state
+  alike; ``pool`` is split as evenly as possible), so a config means the same optimisation problem
   whatever the number of processes;
 * each rank draws from its own shard of the training images (rank r takes images r, r + N, ...);
 * each rank has its own random streams (forward-process noise, time indices, dropout), children of
@@ -116,6 +117,15 @@ def split_evenly(total: int, world_size: int, what: str) -> int:
     return total // world_size
 
 
+def share_of(total: int, rank: int, world_size: int, what: str) -> int:
+    """Rank ``rank``'s part of ``total`` items split as evenly as possible (the first ranks take one
+    more when it does not divide)."""
+    part = total // world_size + (rank < total % world_size)
+    if part < 1:
+        raise ValueError(f"[train] {what} = {total} is smaller than the number of processes ({world_size})")
+    return part
+
+
 def all_gather_objects(obj, ctx: DistContext) -> list:
     import torch.distributed as dist
 
@@ -161,4 +171,4 @@ class OnDevice(torch.nn.Module):
 
 
 __all__ = ["DistContext", "environment", "resolve_device", "from_environment", "rank_seeds", "shard",
-           "split_evenly", "all_gather_objects", "mean_across_ranks", "barrier", "shutdown", "OnDevice"]
+           "split_evenly", "share_of", "all_gather_objects", "mean_across_ranks", "barrier", "shutdown", "OnDevice"]

@@ -41,6 +41,7 @@ from .distributed import (
     rank_seeds,
     resolve_device,
     shard,
+    share_of,
     split_evenly,
 )
 from .losses import make_loss
@@ -181,7 +182,7 @@ class Trainer:
         self.device = dist.device if dist else resolve_device(tr["device"])
         self.threads = _set_threads(tr["threads"], int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if dist else 1)
         self.local_batch = split_evenly(tr["batch"], self.world_size, "batch")
-        self.local_pool = split_evenly(tr["pool"], self.world_size, "pool")
+        self.local_pool = share_of(tr["pool"], self.rank, self.world_size, "pool")
         self.train_data, self.heldout = load_dataset(cfg["data"])
         _, C, H, W = self.train_data.shape
         if H != W:

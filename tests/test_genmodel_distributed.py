@@ -187,3 +187,6 @@ def test_environment_and_rank_streams(monkeypatch):
     assert sorted(torch.cat(parts).flatten().tolist()) == list(range(10))  # a partition
     with pytest.raises(ValueError, match="divisible by the number of processes"):
         distributed.split_evenly(10, 3, "batch")
+    assert [distributed.share_of(2048, r, 3, "pool") for r in range(3)] == [683, 683, 682]
+    with pytest.raises(ValueError, match="smaller than the number of processes"):
+        distributed.share_of(2, 2, 3, "pool")
