@@ -95,21 +95,32 @@ def _load_samples(paths, shape) -> torch.Tensor:
 
 
 def cmd_train(args) -> int:
+    from . import distributed
     from .train import Trainer, load_config, seconds_to_text
 
-    cfg = load_config(args.config)
-    if args.out:
+    cfg = load_config(args.config)  # refuses a config [output] dir outside the working directory
+    if args.out:  # the command line chooses any folder
         cfg["output"]["dir"] = args.out
     if args.steps:
         cfg["train"]["steps"] = args.steps
     t0 = time.perf_counter()
-    tr = Trainer(cfg, log=print)
-    setup = time.perf_counter() - t0
-    print(f"network: {tr.n_params:,} parameters ({tr.net.cfg.to_dict()}); process: {tr.process!r}; "
-          f"loss: {tr.loss.name}; {tr.threads} thread(s); setup {setup:.1f} s")
-    if args.resume:
-        tr.resume(args.resume if isinstance(args.resume, str) else None)
-    tr.run(progress=not args.quiet)
+    ctx = distributed.from_environment(cfg["train"]["device"])  # None outside torchrun
+    main_rank = ctx is None or ctx.is_main
+    say = print if main_rank else (lambda *a, **k: None)
+    try:
+        tr = Trainer(cfg, out_dir=args.out, log=say, dist=ctx)
+        setup = time.perf_counter() - t0
+        where = (f"{ctx.world_size} processes ({ctx.backend}, {tr.device}), batch {tr.local_batch} per process"
+                 if ctx else f"device {tr.device}")
+        say(f"network: {tr.n_params:,} parameters ({tr.net.cfg.to_dict()}); process: {tr.process!r}; "
+            f"loss: {tr.loss.name}; {tr.threads} thread(s); {where}; setup {setup:.1f} s")
+        if args.resume:
+            tr.resume(args.resume if isinstance(args.resume, str) else None)
+        tr.run(progress=not args.quiet)
+    finally:
+        distributed.shutdown(ctx)
+    if not main_rank:
+        return 0
     print(f"trained {tr.step} steps in {seconds_to_text(tr.seconds)} (checkpoints in {tr.out})")
     if not args.no_export:
         path = tr.export()
@@ -122,16 +133,16 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     from .train import load_model
 
+    out = Path(args.out)
+    if out.suffix.lower() not in (".npz", ".png", ".jpg", ".jpeg", ".pdf", ".svg"):
+        raise SystemExit(f"--out must end in .png (grid) or .npz (arrays), got {out.name!r}")
     model, process, prior, ck = load_model(args.ckpt)
     x, secs, used = _generate(args, model, process, prior, ck, args.n)
-    out = Path(args.out)
     if out.suffix.lower() == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out, images=x.numpy(), **{k: np.asarray(v) for k, v in used.items()})
-    elif out.suffix.lower() in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
-        save_grid(x, out, title=args.title)
     else:
-        raise SystemExit(f"--out must end in .png (grid) or .npz (arrays), got {out.name!r}")
+        save_grid(x, out, title=args.title)
     print(f"wrote {args.n} samples to {out} in {secs:.1f} s ({used})")
     return 0
 

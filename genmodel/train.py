@@ -10,16 +10,22 @@ A run writes to its output folder:
   architecture, the process, the moment-matched Gaussian prior of U_T fitted on the training images
   (:class:`genmodel.GaussianPrior`), the sampler defaults and the config. This is what
   ``genmodel sample`` and ``genmodel evaluate`` read.
+
+Under ``torchrun`` the same loop runs data-parallel (:mod:`genmodel.distributed`): one Trainer per
+process, DDP over the model, per-rank data shards and random streams, rank 0 writing the
+checkpoints. A config's ``[output] dir`` must lie below the working directory
+(:func:`check_output_dir`); ``--out`` / ``out_dir`` choose any folder.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 import time
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -27,6 +33,17 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, check_architecture, load_checkpoint, load_state_strict, save_checkpoint
 from .data import load_dataset
+from .distributed import (
+    DistContext,
+    OnDevice,
+    all_gather_objects,
+    mean_across_ranks,
+    rank_seeds,
+    resolve_device,
+    shard,
+    share_of,
+    split_evenly,
+)
 from .losses import make_loss
 from .networks import ScoreModel, UNet, UNetConfig, count_parameters
 from .processes import SPDEProcess
@@ -38,7 +55,7 @@ DEFAULTS = {
     "network": {},
     "train": {"steps": 6000, "batch": 64, "lr": 2e-4, "ema": 0.999, "grad_clip": 1.0, "warmup": 200,
               "loss": "auto", "pool": 2048, "antithetic": True, "checkpoint_every": 500, "seed": 0,
-              "threads": 0, "log_every": 25, "sigma_data": 0.5},
+              "threads": 0, "log_every": 25, "sigma_data": 0.5, "device": "auto"},
     "prior": {"replicates": 4},
     "sampling": {"steps": 500, "corrector_steps": 1, "snr": 0.16},
     "output": {"dir": "runs/genmodel", "half_precision_export": False},
@@ -74,6 +91,7 @@ def load_config(path_or_dict) -> dict:
         if sec == "process" and vals.get("preset", "paper_anisotropic") != cfg[sec]["preset"]:
             cfg[sec] = {k: v for k, v in cfg[sec].items() if k != "preset"}
         cfg[sec].update(vals)
+    check_output_dir(cfg["output"]["dir"])
     tr = cfg["train"]
     for key in ("steps", "batch", "checkpoint_every", "pool", "log_every"):
         if not isinstance(tr[key], int) or tr[key] < 1:
@@ -85,6 +103,19 @@ def load_config(path_or_dict) -> dict:
     if not tr["lr"] > 0 or not tr["grad_clip"] > 0:
         raise ValueError("[train] lr and grad_clip must be > 0")
     return cfg
+
+
+def check_output_dir(d) -> str:
+    """A config-supplied ``[output] dir`` must stay below the working directory: a relative path
+    without '..'. (A folder anywhere else is chosen on the command line: ``--out DIR``.) A run
+    writes only ``last.pt``, ``model.pt`` and their temporary files, inside that folder."""
+    if not isinstance(d, str) or not d.strip():
+        raise ValueError(f"[output] dir must be a non-empty folder name, got {d!r}")
+    p = PurePath(d)
+    if p.is_absolute() or p.anchor or ".." in p.parts:
+        raise ValueError(f"[output] dir must be a relative folder below the working directory (no absolute path, "
+                         f"no '..'), got {d!r}; to write elsewhere give --out DIR on the command line")
+    return d
 
 
 def build_process(pcfg: dict, image_size: int) -> SPDEProcess:
@@ -122,8 +153,9 @@ class EMA:
             s.copy_(b)
 
 
-def _set_threads(n: int) -> int:
-    n = int(n) or max(1, min(os.cpu_count() or 1, 2))
+def _set_threads(n: int, share: int = 1) -> int:
+    """``n`` threads (0: up to 2, the cores divided among the ``share`` processes of this node)."""
+    n = int(n) or max(1, min((os.cpu_count() or 1) // max(1, share), 2))
     torch.set_num_threads(n)
     try:
         import numba
@@ -135,57 +167,115 @@ def _set_threads(n: int) -> int:
 
 
 class Trainer:
-    """One training run (see the module doc). ``cfg``: a dict from :func:`load_config`."""
+    """One training run (see the module doc). ``cfg``: a dict from :func:`load_config`.
 
-    def __init__(self, cfg: dict, out_dir=None, log=print):
+    ``dist``: a :class:`genmodel.distributed.DistContext` to train data-parallel (one Trainer per
+    torchrun process; see :mod:`genmodel.distributed`), None for the single-process run."""
+
+    def __init__(self, cfg: dict, out_dir=None, log=print, dist: DistContext | None = None):
         self.cfg = cfg
         self.log = log
-        self.out = Path(out_dir or cfg["output"]["dir"])
+        self.dist = dist
+        self.rank, self.world_size = (dist.rank, dist.world_size) if dist else (0, 1)
+        self.out = Path(out_dir) if out_dir else Path(check_output_dir(cfg["output"]["dir"]))
         tr = cfg["train"]
-        self.threads = _set_threads(tr["threads"])
+        self.device = dist.device if dist else resolve_device(tr["device"])
+        self.threads = _set_threads(tr["threads"], int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if dist else 1)
+        self.local_batch = split_evenly(tr["batch"], self.world_size, "batch")
+        self.local_pool = share_of(tr["pool"], self.rank, self.world_size, "pool")
         self.train_data, self.heldout = load_dataset(cfg["data"])
         _, C, H, W = self.train_data.shape
         if H != W:
             raise ValueError(f"square images are needed, got {H}x{W}")
+        self.local_data = shard(self.train_data, self.rank, self.world_size) if dist else self.train_data
         self.process = build_process(cfg["process"], H)
         torch.manual_seed(tr["seed"])
         self.net = build_network(cfg["network"], C, H)
         self.model = ScoreModel.for_process(self.net, self.process, tr["sigma_data"], data=self.train_data)
+        if self.device.type != "cpu":
+            self.model.to(self.device)
         self.ema = EMA(self.model, tr["ema"])
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tr["lr"])
-        self.rng = np.random.default_rng(tr["seed"])
-        self.loss = make_loss(tr["loss"], self.process, self.train_data, self.rng, tr["pool"], tr["antithetic"])
+        if dist:
+            self.rng, torch_seed = rank_seeds(tr["seed"], self.rank, self.world_size)
+            torch.manual_seed(torch_seed)  # dropout: one stream per rank
+        else:
+            self.rng = np.random.default_rng(tr["seed"])
+        self.loss = self._make_loss()
+        self.forward_model = self._wrap(self.model)
         self.step = 0
         self.seconds = 0.0
+        self.running = None  # the smoothed loss shown in the logs (part of the resumable state)
         self.history: list = []
+
+    def _make_loss(self):
+        tr = self.cfg["train"]
+        return make_loss(tr["loss"], self.process, self.local_data, self.rng, self.local_pool, tr["antithetic"])
+
+    def _wrap(self, model):
+        """The module the loss calls: DDP over the model under torchrun; moved to the device."""
+        if self.dist:
+            import torch.distributed as tdist
+            from torch.nn.parallel import DistributedDataParallel
+
+            # the buffers (data statistics, reference tables) are identical on every rank and never change:
+            # synchronise them once, not at every forward (they are MBs for the reference tables)
+            for b in model.buffers():
+                tdist.broadcast(b, 0)
+            no_sync = ({"forward_sync_buffers": False}
+                       if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                       else {"broadcast_buffers": False})  # torch < 2.13
+            model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                                            **no_sync)
+        return OnDevice(model, self.device) if self.device.type != "cpu" else model
 
     @property
     def n_params(self) -> int:
         return count_parameters(self.net)
 
     # ------------------------------------------------------------------ state
+    def _stream_state(self) -> dict:
+        """This rank's random streams and forward-path pool."""
+        d = {"rng_numpy": self.rng.bit_generator.state, "rng_torch": torch.get_rng_state(),
+             "loss_state": self.loss.state_dict()}
+        if self.device.type == "cuda":
+            d["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return d
+
     def _train_state(self) -> dict:
-        return {
+        """The "train" checkpoint; under torchrun a collective call (every rank's streams are gathered)."""
+        streams = self._stream_state()
+        state = {
             "kind": "train",
             "arch": self.net.cfg.to_dict(),
             "arch_hash": self.net.arch_hash,
             "process": self.process.to_dict(),
             "config": self.cfg,
-            "model": self.model.state_dict(),
-            "ema": self.ema.shadow.state_dict(),
+            "model": _cpu(self.model.state_dict()),
+            "ema": _cpu(self.ema.shadow.state_dict()),
             "optimizer": self.opt.state_dict(),
             "step": self.step,
             "seconds": self.seconds,
-            "rng_numpy": self.rng.bit_generator.state,
-            "rng_torch": torch.get_rng_state(),
-            "loss_state": self.loss.state_dict(),
+            "running_loss": self.running,
             "history": self.history,
+            "world_size": self.world_size,
         }
+        if self.dist:
+            state["ranks"] = all_gather_objects(streams, self.dist)
+        else:
+            state.update(streams)
+        return state
 
-    def save(self) -> Path:
-        return save_checkpoint(self.out / "last.pt", self._train_state())
+    def save(self) -> Path | None:
+        """Write ``last.pt`` atomically (rank 0 only; every rank must call it under torchrun)."""
+        state = self._train_state()
+        return save_checkpoint(self.out / "last.pt", state) if self.rank == 0 else None
 
     def resume(self, path=None) -> None:
+        """Continue from a "train" checkpoint. Written by the same number of processes: exactly
+        (weights, optimizer, EMA, every random stream, the forward-path pools). By another number:
+        weights, optimizer, EMA and step are restored and each rank's random streams restart from
+        SeedSequence([seed, step]) with a fresh pool (the run goes on statistically, not bit for bit)."""
         path = Path(path) if path else self.out / "last.pt"
         ck = load_checkpoint(path, kind="train")
         check_architecture(ck, self.net.cfg.to_dict(), self.net.arch_hash)
@@ -197,11 +287,24 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         self.step = int(ck["step"])
         self.seconds = float(ck["seconds"])
-        self.rng.bit_generator.state = ck["rng_numpy"]
-        torch.set_rng_state(ck["rng_torch"])
-        self.loss.load_state_dict(ck["loss_state"])
-        self.history = list(ck.get("history", []))
-        self.log(f"resumed from {path} at step {self.step}")
+        self.running = ck.get("running_loss")
+        self.history = [tuple(h) for h in ck.get("history", [])]
+        written_by = int(ck.get("world_size", 1))
+        if written_by == self.world_size:
+            streams = ck["ranks"][self.rank] if "ranks" in ck else ck
+            self.rng.bit_generator.state = streams["rng_numpy"]
+            torch.set_rng_state(streams["rng_torch"])
+            if self.device.type == "cuda" and "rng_cuda" in streams:
+                torch.cuda.set_rng_state(streams["rng_cuda"], self.device)
+            self.loss.load_state_dict(streams["loss_state"])
+            self.log(f"resumed from {path} at step {self.step}")
+        else:
+            self.rng, torch_seed = rank_seeds(self.cfg["train"]["seed"], self.rank, self.world_size, self.step)
+            torch.manual_seed(torch_seed)
+            self.loss = self._make_loss()
+            self.log(f"resumed from {path} at step {self.step}: written by {written_by} process(es), now "
+                     f"{self.world_size}; weights, optimizer and EMA restored, random streams and forward-path "
+                     f"pool restarted (statistically the same run, not bit for bit)")
 
     # ------------------------------------------------------------------ loop
     def lr_at(self, step: int) -> float:
@@ -210,30 +313,32 @@ class Trainer:
 
     def train_step(self) -> float:
         tr = self.cfg["train"]
-        self.model.train()
+        self.forward_model.train()
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
-        loss = self.loss(self.model, tr["batch"], self.rng)
+        loss = self.loss(self.forward_model, self.local_batch, self.rng)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {self.step}")
+            raise FloatingPointError(f"training loss became {loss.item()} at step {self.step}"
+                                     + (f" on rank {self.rank}" if self.dist else ""))
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # under DDP: gradients averaged over the ranks here
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), tr["grad_clip"])
         self.opt.step()
         self.ema.update(self.model)
         self.step += 1
-        return float(loss.detach())
+        value = float(loss.detach())
+        return mean_across_ranks(value, self.dist) if self.dist else value
 
     def run(self, steps: int | None = None, progress: bool = True) -> None:
         tr = self.cfg["train"]
         total = tr["steps"] if steps is None else int(steps)
         t_last = time.perf_counter()
-        running = None
+        progress = progress and self.rank == 0
         with tqdm(total=total, initial=self.step, disable=not progress, desc="train", unit="step",
                   dynamic_ncols=True) as bar:
             while self.step < total:
                 loss = self.train_step()
-                running = loss if running is None else 0.98 * running + 0.02 * loss
+                running = self.running = loss if self.running is None else 0.98 * self.running + 0.02 * loss
                 now = time.perf_counter()
                 self.seconds += now - t_last
                 t_last = now
@@ -254,7 +359,7 @@ class Trainer:
         self.prior_seconds = time.perf_counter() - t0
         half = bool(self.cfg["output"]["half_precision_export"])
         state = {k: (v.half() if half and v.is_floating_point() and k.startswith("net.") else v)
-                 for k, v in self.ema.shadow.state_dict().items()}
+                 for k, v in _cpu(self.ema.shadow.state_dict()).items()}
         payload = {
             "kind": "model",
             "arch": self.net.cfg.to_dict(),
@@ -269,6 +374,11 @@ class Trainer:
             "seconds": self.seconds,
         }
         return save_checkpoint(Path(path) if path else self.out / "model.pt", payload)
+
+
+def _cpu(state: dict) -> dict:
+    """A state dict with its tensors on the CPU (a checkpoint then loads anywhere); no copy on CPU."""
+    return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
 
 
 def load_model(path) -> tuple[ScoreModel, SPDEProcess, GaussianPrior | None, dict]:
