@@ -56,6 +56,15 @@ def _generate(args, model, process, prior, ck, n):
     from .train import score_function
 
     samp = ck.get("sampling", {})
+    if getattr(process, "method", None) == "flow_matching":
+        from .flow_matching import sample as fm_sample
+
+        steps, method = args.steps or samp.get("steps", 100), samp.get("method", "heun")
+        t0 = time.perf_counter()
+        shape = (model.net.cfg.in_channels, model.net.cfg.image_size, model.net.cfg.image_size)
+        x = fm_sample(model, n, shape, steps=steps, method=method, seed=args.seed, batch_size=args.batch_size,
+                      progress=not args.quiet)
+        return x, time.perf_counter() - t0, {"steps": steps, "method": method}
     steps = args.steps or samp.get("steps") or process.n_steps
     corr = samp.get("corrector_steps", 1) if args.corrector_steps is None else args.corrector_steps
     snr = samp.get("snr", 0.16) if args.snr is None else args.snr
@@ -73,7 +82,7 @@ def _generate(args, model, process, prior, ck, n):
 
 
 def cmd_train(args) -> int:
-    from .train import Trainer, load_config, seconds_to_text
+    from .train import load_config, make_trainer, seconds_to_text
 
     cfg = load_config(args.config)
     if args.out:
@@ -81,7 +90,7 @@ def cmd_train(args) -> int:
     if args.steps:
         cfg["train"]["steps"] = args.steps
     t0 = time.perf_counter()
-    tr = Trainer(cfg, log=print)
+    tr = make_trainer(cfg, log=print)
     setup = time.perf_counter() - t0
     print(f"network: {tr.n_params:,} parameters ({tr.net.cfg.to_dict()}); process: {tr.process!r}; "
           f"loss: {tr.loss.name}; {tr.threads} thread(s); setup {setup:.1f} s")

@@ -271,9 +271,22 @@ class Trainer:
         return save_checkpoint(Path(path) if path else self.out / "model.pt", payload)
 
 
+def make_trainer(cfg: dict, out_dir=None, log=print) -> Trainer:
+    """The trainer a config asks for: :class:`Trainer` (SPDE score model) or, with ``[process] preset =
+    "flow_matching"`` or ``[train] loss = "flow_matching"``, :class:`genmodel.flow_matching.FlowMatchingTrainer`."""
+    from .flow_matching import FlowMatchingTrainer, is_flow_matching
+
+    return (FlowMatchingTrainer if is_flow_matching(cfg) else Trainer)(cfg, out_dir, log=log)
+
+
 def load_model(path) -> tuple[ScoreModel, SPDEProcess, GaussianPrior | None, dict]:
-    """(score model with EMA weights, process, prior or None, checkpoint dict) from a checkpoint."""
+    """(score model with EMA weights, process, prior or None, checkpoint dict) from a checkpoint.
+    A flow-matching checkpoint gives (velocity model, :class:`genmodel.flow_matching.OTPath`, None, ck)."""
     ck = load_checkpoint(path, kind="model")
+    if ck.get("method") == "flow_matching" or ck.get("process", {}).get("method") == "flow_matching":
+        from .flow_matching import load_flow_model
+
+        return load_flow_model(ck)
     try:
         cfg = UNetConfig.from_dict(ck["arch"])
     except (TypeError, ValueError) as exc:
@@ -306,4 +319,4 @@ def seconds_to_text(s: float) -> str:
 
 
 __all__ = ["Trainer", "EMA", "load_config", "load_model", "score_function", "build_process", "build_network",
-           "DEFAULTS"]
+           "DEFAULTS", "make_trainer"]
