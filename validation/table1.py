@@ -54,7 +54,7 @@ from genmodel.train import load_config, load_model, make_trainer, score_function
 
 METHODS = {
     "ve_sde": {"label": "VE-SDE (pure noise, eq. 13; Song et al. 2021)",
-               "process": {"preset": "pure_noise"}, "loss": "exact"},
+               "process": {"preset": "pure_noise", "stencil": "conservative"}, "loss": "exact"},
     "isotropic": {"label": "Ours (isotropic) (heat, eq. 17)",
                   "process": {"preset": "paper_isotropic", "stencil": "conservative"}, "loss": "exact"},
     "anisotropic": {"label": "Ours (anisotropic) (eq. 14-16)",
