@@ -5,6 +5,7 @@
     genmodel evaluate CKPT --n 1000                       (FID/KID/IS analogue vs held-out data)
     genmodel train-classifier --out genmodel/assets/digits_classifier_16.pt
     genmodel stroke2img CKPT stroke.png --t0 0.8 --out out.png   (SDEdit; or --from-digits 8)
+    genmodel train-autoencoder --out ae.pt                 (latent models: [data] dataset = "latents")
     genmodel info CKPT
 """
 
@@ -82,6 +83,14 @@ def _generate(args, model, process, prior, ck, n):
     return x, time.perf_counter() - t0, {"steps": steps, "corrector_steps": corr, "snr": snr, "prior": args.prior}
 
 
+def _decode_if_latent(x, ck):
+    """Generated latents -> images for a model trained on an autoencoder's latents (genmodel.latent)."""
+    from .latent import decode_latents, decoder_for
+
+    ae = decoder_for(ck.get("config", {}))
+    return x if ae is None else decode_latents(ae, x)
+
+
 def cmd_train(args) -> int:
     from .train import load_config, make_trainer, seconds_to_text
 
@@ -112,6 +121,7 @@ def cmd_sample(args) -> int:
 
     model, process, prior, ck = load_model(args.ckpt)
     x, secs, used = _generate(args, model, process, prior, ck, args.n)
+    x = _decode_if_latent(x, ck)
     out = Path(args.out)
     if out.suffix.lower() == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +141,8 @@ def cmd_evaluate(args) -> int:
 
     model, process, prior, ck = load_model(args.ckpt)
     dcfg = ck["config"]["data"]
+    if dcfg.get("dataset") == "latents":  # score the decoded samples against the source images
+        dcfg = dcfg["source"]
     _, heldout = load_dataset(dcfg)
     if heldout is None:
         raise SystemExit("the model's dataset has no held-out split (holdout = 0); nothing to compare against")
@@ -143,6 +155,7 @@ def cmd_evaluate(args) -> int:
     elif extractor is None:
         raise SystemExit("for non-digits data give --inception-weights FILE or --classifier FILE")
     x, secs, used = _generate(args, model, process, prior, ck, args.n)
+    x = _decode_if_latent(x, ck)
     if args.save_samples:
         np.savez_compressed(args.save_samples, images=x.numpy())
     res = evaluate_samples(x, heldout, classifier=classifier, extractor=extractor, seed=args.seed)
@@ -209,6 +222,19 @@ def cmd_stroke2img(args) -> int:
         save_grid(torch.cat([strokes, outs]), out, nrow=ns, title=title)
     print(json.dumps(res) if args.json else "\n".join(f"{k:>36}: {v}" for k, v in res.items()))
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_train_autoencoder(args) -> int:
+    from .data import load_digits
+    from .latent import save_autoencoder, train_autoencoder
+
+    torch.set_num_threads(args.threads)
+    train, heldout = load_digits(args.image_size, "train"), load_digits(args.image_size, "test")
+    ae, res = train_autoencoder(train, heldout, epochs=args.epochs, seed=args.seed,
+                                latent_channels=args.latent_channels, factor=args.factor)
+    save_autoencoder(ae, args.out, {**res, "image_size": args.image_size, "epochs": args.epochs, "seed": args.seed})
+    print(f"wrote {args.out}: latents {ae.latent_shape}, reconstruction RMS {res}")
     return 0
 
 
@@ -288,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     k.add_argument("--quiet", action="store_true")
     k.set_defaults(func=cmd_stroke2img)
+
+    a = sub.add_parser("train-autoencoder", help="train the digits autoencoder for latent-space models")
+    a.add_argument("--out", required=True)
+    a.add_argument("--image-size", type=int, default=16)
+    a.add_argument("--latent-channels", type=int, default=2)
+    a.add_argument("--factor", type=int, default=2, help="spatial downsampling factor (1, 2 or 4)")
+    a.add_argument("--epochs", type=int, default=30)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--threads", type=int, default=1)
+    a.set_defaults(func=cmd_train_autoencoder)
 
     i = sub.add_parser("info", help="print what a checkpoint holds")
     i.add_argument("ckpt")
