@@ -187,27 +187,35 @@ def cmd_train_classifier(args) -> int:
 
 def cmd_stroke2img(args) -> int:
     from .data import load_digits
+    from .latent import decode_latents, decoder_for, encode_dataset
     from .metrics import load_classifier
     from .stroke import load_stroke, make_strokes, stroke2img, stroke_scores
     from .train import load_model
 
     model, process, prior, ck = load_model(args.ckpt)
-    size = int(ck["arch"]["image_size"])
+    ae = decoder_for(ck.get("config", {}))  # latent models: strokes are encoded, outputs decoded
+    size = int(ae.arch["image_size"] if ae is not None else ck["arch"]["image_size"])
     if (args.stroke is None) == (args.from_digits is None):
         raise SystemExit("give a stroke image (PNG) or --from-digits N, not both and not neither")
     if args.stroke is not None:
         strokes = load_stroke(args.stroke, size, invert=args.invert)
-        if args.blur > 0:  # a user's drawing is quantised already; blur it like the simulated strokes
+        if args.blur > 0:  # quantise and blur the drawing like the simulated strokes
             strokes = make_strokes(strokes, args.levels, args.blur)
     else:
         strokes = make_strokes(load_digits(size, "test")[: args.from_digits], args.levels, args.blur)
     reps = strokes.repeat_interleave(args.n_per_stroke, 0)
+    samp = ck.get("sampling", {})
     t0 = time.perf_counter()
-    x = stroke2img(model, process, reps, args.t0, steps=args.steps, seed=args.seed, progress=not args.quiet,
-                   **{k: v for k, v in ck.get("sampling", {}).items() if k in ("method", "corrector_steps", "snr")})
+    x = stroke2img(model, process, reps if ae is None else encode_dataset(ae, reps), args.t0,
+                   steps=args.steps or samp.get("steps"), seed=args.seed, progress=not args.quiet,
+                   **{k: v for k, v in samp.items() if k in ("method", "corrector_steps", "snr")})
+    if ae is not None:
+        x = decode_latents(ae, x)
     secs = time.perf_counter() - t0
-    classifier = load_classifier(args.classifier) if ck["config"]["data"].get("dataset", "digits") == "digits" \
-        or args.classifier else None
+    dcfg = ck["config"]["data"]
+    dcfg = dcfg["source"] if dcfg.get("dataset") == "latents" else dcfg
+    classifier = load_classifier(args.classifier) if dcfg.get("dataset", "digits") == "digits" or args.classifier \
+        else None
     res = stroke_scores(x, reps, classifier, args.levels, args.blur)
     res.update({"t0": args.t0, "n": int(x.shape[0]), "seconds": secs})
     out = Path(args.out)
@@ -306,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--blur", type=float, default=1.0, help="Gaussian blur (pixels) of the strokes")
     k.add_argument("--invert", action="store_true", help="the stroke image is dark on light")
     k.add_argument("--n-per-stroke", type=int, default=4)
-    k.add_argument("--steps", type=int, help="sampler steps for the whole time interval")
+    k.add_argument("--steps", type=int,
+                   help="sampler steps for the whole time interval (default: the model's sampling steps)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--classifier", help="classifier for the realism score (default: the shipped digits one)")
     k.add_argument("--out", default="stroke2img.png", help=".png grid or .npz arrays")

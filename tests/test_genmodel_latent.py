@@ -55,6 +55,12 @@ def test_autoencoder_latent_process_and_decoding(tmp_path):
     assert main(["sample", str(ckpt), "--n", "5", "--out", str(out), "--quiet"]) == 0
     x = np.load(out)["images"]
     assert x.shape == (5, 1, 16, 16) and np.all(np.abs(x) <= 1)
+    # SDEdit on latents: image strokes are encoded, outputs decoded
+    out2 = tmp_path / "st.npz"
+    assert main(["stroke2img", str(ckpt), "--from-digits", "2", "--n-per-stroke", "2", "--t0", "0.05", "--out",
+                 str(out2), "--quiet"]) == 0
+    z2 = np.load(out2)
+    assert z2["images"].shape == (4, 1, 16, 16) and z2["strokes"].shape == (2, 1, 16, 16)
 
 
 def test_bad_input(tmp_path):
