@@ -4,6 +4,8 @@
     genmodel sample CKPT --n 64 --out grid.png          (or samples.npz)
     genmodel evaluate CKPT --n 1000                       (FID/KID/IS analogue vs held-out data)
     genmodel train-classifier --out genmodel/assets/digits_classifier_16.pt
+    genmodel stroke2img CKPT stroke.png --t0 0.8 --out out.png   (SDEdit; or --from-digits 8)
+    genmodel train-autoencoder --out ae.pt                 (latent models: [data] dataset = "latents")
     genmodel info CKPT
 """
 
@@ -60,6 +62,15 @@ def _generate(args, model, process, prior, ck, n):
 
         _set_threads(args.threads)
     samp = ck.get("sampling", {})
+    if getattr(process, "method", None) == "flow_matching":
+        from .flow_matching import sample as fm_sample
+
+        steps, method = args.steps or samp.get("steps", 100), samp.get("method", "heun")
+        t0 = time.perf_counter()
+        shape = (model.net.cfg.in_channels, model.net.cfg.image_size, model.net.cfg.image_size)
+        x = fm_sample(model, n, shape, steps=steps, method=method, seed=args.seed, batch_size=args.batch_size,
+                      progress=not args.quiet)
+        return x, time.perf_counter() - t0, {"steps": steps, "method": method}
     steps = args.steps or samp.get("steps") or process.n_steps
     corr = samp.get("corrector_steps", 1) if args.corrector_steps is None else args.corrector_steps
     snr = samp.get("snr", 0.16) if args.snr is None else args.snr
@@ -94,9 +105,17 @@ def _load_samples(paths, shape) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def _decode_if_latent(x, ck):
+    """Generated latents -> images for a model trained on an autoencoder's latents (genmodel.latent)."""
+    from .latent import decode_latents, decoder_for
+
+    ae = decoder_for(ck.get("config", {}))
+    return x if ae is None else decode_latents(ae, x)
+
+
 def cmd_train(args) -> int:
     from . import distributed
-    from .train import Trainer, load_config, seconds_to_text
+    from .train import load_config, make_trainer, seconds_to_text
 
     cfg = load_config(args.config)  # refuses a config [output] dir outside the working directory
     if args.out:  # the command line chooses any folder
@@ -108,7 +127,7 @@ def cmd_train(args) -> int:
     main_rank = ctx is None or ctx.is_main
     say = print if main_rank else (lambda *a, **k: None)
     try:
-        tr = Trainer(cfg, out_dir=args.out, log=say, dist=ctx)
+        tr = make_trainer(cfg, out_dir=args.out, log=say, dist=ctx)
         setup = time.perf_counter() - t0
         where = (f"{ctx.world_size} processes ({ctx.backend}, {tr.device}), batch {tr.local_batch} per process"
                  if ctx else f"device {tr.device}")
@@ -138,6 +157,7 @@ def cmd_sample(args) -> int:
         raise SystemExit(f"--out must end in .png (grid) or .npz (arrays), got {out.name!r}")
     model, process, prior, ck = load_model(args.ckpt)
     x, secs, used = _generate(args, model, process, prior, ck, args.n)
+    x = _decode_if_latent(x, ck)
     if out.suffix.lower() == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out, images=x.numpy(), **{k: np.asarray(v) for k, v in used.items()})
@@ -154,6 +174,8 @@ def cmd_evaluate(args) -> int:
 
     model, process, prior, ck = load_model(args.ckpt)
     dcfg = ck["config"]["data"]
+    if dcfg.get("dataset") == "latents":  # score the decoded samples against the source images
+        dcfg = dcfg["source"]
     _, heldout = load_dataset(dcfg)
     if heldout is None:
         raise SystemExit("the model's dataset has no held-out split (holdout = 0); nothing to compare against")
@@ -169,6 +191,7 @@ def cmd_evaluate(args) -> int:
         x, secs, used = _load_samples(args.samples, heldout.shape[1:]), None, {"samples": args.samples}
     else:
         x, secs, used = _generate(args, model, process, prior, ck, args.n)
+        x = _decode_if_latent(x, ck)
     if args.save_samples:
         np.savez_compressed(args.save_samples, images=x.numpy())
     res = evaluate_samples(x, heldout, classifier=classifier, extractor=extractor, seed=args.seed)
@@ -195,6 +218,67 @@ def cmd_train_classifier(args) -> int:
     save_classifier(model, args.out, {"accuracy_heldout": acc, "image_size": args.image_size, "epochs": args.epochs,
                                       "seed": args.seed})
     print(f"wrote {args.out} (held-out accuracy {acc:.4f})")
+    return 0
+
+
+def cmd_stroke2img(args) -> int:
+    from .data import load_digits
+    from .latent import decode_latents, decoder_for, encode_dataset
+    from .metrics import load_classifier
+    from .stroke import load_stroke, make_strokes, stroke2img, stroke_scores
+    from .train import load_model
+
+    model, process, prior, ck = load_model(args.ckpt)
+    ae = decoder_for(ck.get("config", {}))  # latent models: strokes are encoded, outputs decoded
+    size = int(ae.arch["image_size"] if ae is not None else ck["arch"]["image_size"])
+    if (args.stroke is None) == (args.from_digits is None):
+        raise SystemExit("give a stroke image (PNG) or --from-digits N, not both and not neither")
+    if args.stroke is not None:
+        strokes = load_stroke(args.stroke, size, invert=args.invert)
+        if args.blur > 0:  # quantise and blur the drawing like the simulated strokes
+            strokes = make_strokes(strokes, args.levels, args.blur)
+    else:
+        strokes = make_strokes(load_digits(size, "test")[: args.from_digits], args.levels, args.blur)
+    reps = strokes.repeat_interleave(args.n_per_stroke, 0)
+    samp = ck.get("sampling", {})
+    t0 = time.perf_counter()
+    x = stroke2img(model, process, reps if ae is None else encode_dataset(ae, reps), args.t0,
+                   steps=args.steps or samp.get("steps"), seed=args.seed, progress=not args.quiet,
+                   **{k: v for k, v in samp.items() if k in ("method", "corrector_steps", "snr")})
+    if ae is not None:
+        x = decode_latents(ae, x)
+    secs = time.perf_counter() - t0
+    dcfg = ck["config"]["data"]
+    dcfg = dcfg["source"] if dcfg.get("dataset") == "latents" else dcfg
+    classifier = load_classifier(args.classifier) if dcfg.get("dataset", "digits") == "digits" or args.classifier \
+        else None
+    res = stroke_scores(x, reps, classifier, args.levels, args.blur)
+    res.update({"t0": args.t0, "n": int(x.shape[0]), "seconds": secs})
+    out = Path(args.out)
+    if out.suffix.lower() == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, images=x.numpy(), strokes=strokes.numpy())
+    else:
+        # one column per stroke: the stroke on top, its outputs below
+        ns, shape = strokes.shape[0], tuple(x.shape[1:])
+        outs = x.reshape((ns, args.n_per_stroke) + shape).transpose(0, 1).reshape((-1,) + shape)
+        title = args.title or f"strokes (top) and outputs, t0 = {args.t0}"
+        save_grid(torch.cat([strokes, outs]), out, nrow=ns, title=title)
+    print(json.dumps(res) if args.json else "\n".join(f"{k:>36}: {v}" for k, v in res.items()))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_train_autoencoder(args) -> int:
+    from .data import load_digits
+    from .latent import save_autoencoder, train_autoencoder
+
+    torch.set_num_threads(args.threads)
+    train, heldout = load_digits(args.image_size, "train"), load_digits(args.image_size, "test")
+    ae, res = train_autoencoder(train, heldout, epochs=args.epochs, seed=args.seed,
+                                latent_channels=args.latent_channels, factor=args.factor)
+    save_autoencoder(ae, args.out, {**res, "image_size": args.image_size, "epochs": args.epochs, "seed": args.seed})
+    print(f"wrote {args.out}: latents {ae.latent_shape}, reconstruction RMS {res}")
     return 0
 
 
@@ -259,6 +343,36 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=1)
     c.set_defaults(func=cmd_train_classifier)
+
+    k = sub.add_parser("stroke2img", help="SDEdit: images from a stroke painting (forward to t0, reverse back)")
+    k.add_argument("ckpt")
+    k.add_argument("stroke", nargs="?", help="stroke image (PNG etc.), light strokes on dark unless --invert")
+    k.add_argument("--t0", type=float, required=True,
+                   help="how far to push the stroke: a time in (0, T] (SPDE) or a fraction in (0, 1] (flow matching)")
+    k.add_argument("--from-digits", type=int, help="use this many held-out digits turned into strokes instead")
+    k.add_argument("--levels", type=int, default=3, help="colour levels of simulated strokes")
+    k.add_argument("--blur", type=float, default=1.0, help="Gaussian blur (pixels) of the strokes")
+    k.add_argument("--invert", action="store_true", help="the stroke image is dark on light")
+    k.add_argument("--n-per-stroke", type=int, default=4)
+    k.add_argument("--steps", type=int,
+                   help="sampler steps for the whole time interval (default: the model's sampling steps)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--classifier", help="classifier for the realism score (default: the shipped digits one)")
+    k.add_argument("--out", default="stroke2img.png", help=".png grid or .npz arrays")
+    k.add_argument("--title")
+    k.add_argument("--json", action="store_true")
+    k.add_argument("--quiet", action="store_true")
+    k.set_defaults(func=cmd_stroke2img)
+
+    a = sub.add_parser("train-autoencoder", help="train the digits autoencoder for latent-space models")
+    a.add_argument("--out", required=True)
+    a.add_argument("--image-size", type=int, default=16)
+    a.add_argument("--latent-channels", type=int, default=2)
+    a.add_argument("--factor", type=int, default=2, help="spatial downsampling factor (1, 2 or 4)")
+    a.add_argument("--epochs", type=int, default=30)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--threads", type=int, default=1)
+    a.set_defaults(func=cmd_train_autoencoder)
 
     i = sub.add_parser("info", help="print what a checkpoint holds")
     i.add_argument("ckpt")

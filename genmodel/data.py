@@ -5,6 +5,7 @@
   train / held-out split.
 * :func:`load_images`: a folder of images (png, jpg, tif, ...), an ``.npz`` or an ``.npy`` file.
 * :func:`load_patches`: random square patches of scikit-image's sample images.
+* ``dataset = "latents"``: another dataset encoded by a :class:`genmodel.latent.Autoencoder`.
 
 Every loader returns float32 tensors of shape (N, C, H, W) in [-1, 1] and checks its input: NaN or
 inf, mixed image sizes, unknown formats give clear errors.
@@ -241,7 +242,17 @@ def load_dataset(cfg: dict):
         imgs = tuple(cfg.pop("images", ("camera", "coins", "moon", "page")))
         _reject(cfg, "patches")
         return load_patches(size, n, imgs, seed), load_patches(size, max(n // 8, 64), imgs, seed + 1)
-    raise ValueError(f"[data] dataset must be 'digits', 'images' or 'patches'; got {kind!r}")
+    if kind == "latents":
+        from .latent import encode_dataset, load_autoencoder
+
+        if "autoencoder" not in cfg or "source" not in cfg:
+            raise ValueError("[data] dataset = 'latents' needs autoencoder = 'ae.pt' and a source table "
+                             "(e.g. source = {dataset = 'digits', image_size = 16})")
+        ae = load_autoencoder(os.path.expanduser(cfg.pop("autoencoder")))
+        train, heldout = load_dataset(cfg.pop("source"))
+        _reject(cfg, "latents")
+        return encode_dataset(ae, train), encode_dataset(ae, heldout)
+    raise ValueError(f"[data] dataset must be 'digits', 'images', 'patches' or 'latents'; got {kind!r}")
 
 
 def _reject(cfg, kind):

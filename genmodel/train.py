@@ -188,10 +188,10 @@ class Trainer:
         if H != W:
             raise ValueError(f"square images are needed, got {H}x{W}")
         self.local_data = shard(self.train_data, self.rank, self.world_size) if dist else self.train_data
-        self.process = build_process(cfg["process"], H)
+        self.process = self._build_process(H)
         torch.manual_seed(tr["seed"])
         self.net = build_network(cfg["network"], C, H)
-        self.model = ScoreModel.for_process(self.net, self.process, tr["sigma_data"], data=self.train_data)
+        self.model = self._build_model()
         if self.device.type != "cpu":
             self.model.to(self.device)
         self.ema = EMA(self.model, tr["ema"])
@@ -207,6 +207,13 @@ class Trainer:
         self.seconds = 0.0
         self.running = None  # the smoothed loss shown in the logs (part of the resumable state)
         self.history: list = []
+
+    # hooks that another method (genmodel.flow_matching) overrides; everything else is shared
+    def _build_process(self, image_size: int):
+        return build_process(self.cfg["process"], image_size)
+
+    def _build_model(self):
+        return ScoreModel.for_process(self.net, self.process, self.cfg["train"]["sigma_data"], data=self.train_data)
 
     def _make_loss(self):
         tr = self.cfg["train"]
@@ -381,9 +388,22 @@ def _cpu(state: dict) -> dict:
     return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
 
 
+def make_trainer(cfg: dict, out_dir=None, log=print, dist: DistContext | None = None) -> Trainer:
+    """The trainer a config asks for: :class:`Trainer` (SPDE score model) or, with ``[process] preset =
+    "flow_matching"`` or ``[train] loss = "flow_matching"``, :class:`genmodel.flow_matching.FlowMatchingTrainer`."""
+    from .flow_matching import FlowMatchingTrainer, is_flow_matching
+
+    return (FlowMatchingTrainer if is_flow_matching(cfg) else Trainer)(cfg, out_dir, log=log, dist=dist)
+
+
 def load_model(path) -> tuple[ScoreModel, SPDEProcess, GaussianPrior | None, dict]:
-    """(score model with EMA weights, process, prior or None, checkpoint dict) from a checkpoint."""
+    """(score model with EMA weights, process, prior or None, checkpoint dict) from a checkpoint.
+    A flow-matching checkpoint gives (velocity model, :class:`genmodel.flow_matching.OTPath`, None, ck)."""
     ck = load_checkpoint(path, kind="model")
+    if ck.get("method") == "flow_matching" or ck.get("process", {}).get("method") == "flow_matching":
+        from .flow_matching import load_flow_model
+
+        return load_flow_model(ck)
     try:
         cfg = UNetConfig.from_dict(ck["arch"])
     except (TypeError, ValueError) as exc:
@@ -416,4 +436,4 @@ def seconds_to_text(s: float) -> str:
 
 
 __all__ = ["Trainer", "EMA", "load_config", "load_model", "score_function", "build_process", "build_network",
-           "DEFAULTS"]
+           "DEFAULTS", "make_trainer"]
