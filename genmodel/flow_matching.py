@@ -225,9 +225,7 @@ class FlowMatchingTrainer(Trainer):
         from .checkpoint import save_checkpoint
 
         t0 = time.perf_counter()
-        half = bool(self.cfg["output"]["half_precision_export"])
-        state = {k: (v.half() if half and v.is_floating_point() and k.startswith("net.") else v)
-                 for k, v in self.ema.shadow.state_dict().items()}
+        state = self.exported_weights()
         sampling = {"steps": int(self.cfg["sampling"].get("steps", 100)),
                     "method": self.cfg["sampling"].get("method", "heun")}
         payload = {"kind": "model", "method": FLOW_MATCHING, "arch": self.net.cfg.to_dict(),

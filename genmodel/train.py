@@ -358,15 +358,20 @@ class Trainer:
                     t_last = time.perf_counter()
 
     # ------------------------------------------------------------------ export
+    def exported_weights(self) -> dict:
+        """The EMA state dict on the CPU, the network's floating weights in float16 when
+        ``[output] half_precision_export`` is set (shared by every trainer's export)."""
+        half = bool(self.cfg["output"]["half_precision_export"])
+        return {k: (v.half() if half and v.is_floating_point() and k.startswith("net.") else v)
+                for k, v in _cpu(self.ema.shadow.state_dict()).items()}
+
     def export(self, path=None, prior_seed: int = 0) -> Path:
         """Write the "model" checkpoint: EMA weights + everything sampling needs."""
         t0 = time.perf_counter()
         prior = GaussianPrior.fit(self.process, self.train_data, replicates=self.cfg["prior"]["replicates"],
                                   seed=prior_seed)
         self.prior_seconds = time.perf_counter() - t0
-        half = bool(self.cfg["output"]["half_precision_export"])
-        state = {k: (v.half() if half and v.is_floating_point() and k.startswith("net.") else v)
-                 for k, v in _cpu(self.ema.shadow.state_dict()).items()}
+        state = self.exported_weights()
         payload = {
             "kind": "model",
             "arch": self.net.cfg.to_dict(),
