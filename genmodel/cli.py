@@ -336,12 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
+    def digits_trainer_args(q, epochs: int):
+        """The options shared by the small digits networks (classifier, autoencoder)."""
+        q.add_argument("--out", required=True)
+        q.add_argument("--image-size", type=int, default=16)
+        q.add_argument("--epochs", type=int, default=epochs)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--threads", type=int, default=1)
+
     c = sub.add_parser("train-classifier", help="train the digits classifier used by evaluate")
-    c.add_argument("--out", required=True)
-    c.add_argument("--image-size", type=int, default=16)
-    c.add_argument("--epochs", type=int, default=40)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--threads", type=int, default=1)
+    digits_trainer_args(c, epochs=40)
     c.set_defaults(func=cmd_train_classifier)
 
     k = sub.add_parser("stroke2img", help="SDEdit: images from a stroke painting (forward to t0, reverse back)")
@@ -365,13 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_stroke2img)
 
     a = sub.add_parser("train-autoencoder", help="train the digits autoencoder for latent-space models")
-    a.add_argument("--out", required=True)
-    a.add_argument("--image-size", type=int, default=16)
+    digits_trainer_args(a, epochs=30)
     a.add_argument("--latent-channels", type=int, default=2)
     a.add_argument("--factor", type=int, default=2, help="spatial downsampling factor (1, 2 or 4)")
-    a.add_argument("--epochs", type=int, default=30)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--threads", type=int, default=1)
     a.set_defaults(func=cmd_train_autoencoder)
 
     i = sub.add_parser("info", help="print what a checkpoint holds")

@@ -5,6 +5,7 @@ import tomllib
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny_toml
 
 from genmodel.cli import main
 from genmodel.flow_matching import (
@@ -111,31 +112,21 @@ def test_bad_input():
         is_flow_matching({"process": {"preset": "flow_matching"}, "train": {"loss": "transition"}})
 
 
-TINY = """
-[data]
-dataset = "digits"
-image_size = 8
+TINY = tiny_toml(process="""
 [process]
 preset = "flow_matching"
 sigma_min = 0.001
-[network]
-ch = 8
-ch_mult = [1, 2]
-num_res_blocks = 1
-attn_resolutions = [4]
-groups = 4
-dropout = 0.0
-[train]
+""", train="""
 steps = 40
 batch = 32
 lr = 2e-3
 warmup = 5
 checkpoint_every = 20
 threads = 1
-[sampling]
+""", sampling="""
 steps = 4
 method = "euler"
-"""
+""", prior=False)
 
 
 def test_training_reduces_the_loss_and_cli(tmp_path):

@@ -6,6 +6,7 @@ import tomllib
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny_toml
 
 import spdekit
 from genmodel import GaussianDataScore, SPDEProcess
@@ -86,30 +87,12 @@ def test_sdedit_t0_trades_faithfulness_for_realism():
     assert fd[0] < 0.05 < fd[1] < fd[2], fd
 
 
-TINY = """
-[data]
-dataset = "digits"
-image_size = 8
-[process]
-preset = "paper_anisotropic"
-T = 0.1
-dt = 0.01
-[network]
-ch = 8
-ch_mult = [1, 2]
-num_res_blocks = 1
-attn_resolutions = [4]
-groups = 4
-[train]
+TINY = tiny_toml(train="""
 steps = 2
 batch = 8
 pool = 16
 threads = 1
-[prior]
-replicates = 1
-[sampling]
-steps = 10
-"""
+""", sampling="steps = 10")
 
 
 def test_cli_stroke2img(tmp_path, capsys):

@@ -5,38 +5,20 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny_toml
 
 from genmodel.checkpoint import CheckpointError, load_checkpoint
 from genmodel.cli import main
 from genmodel.train import Trainer, load_config, load_model
 
-TINY = """
-[data]
-dataset = "digits"
-image_size = 8
-[process]
-preset = "paper_anisotropic"
-T = 0.1
-dt = 0.01
-[network]
-ch = 8
-ch_mult = [1, 2]
-num_res_blocks = 1
-attn_resolutions = [4]
-groups = 4
-dropout = 0.1
-[train]
+TINY = tiny_toml(train="""
 steps = 4
 batch = 8
 pool = 16
 checkpoint_every = 2
 threads = 1
 warmup = 2
-[prior]
-replicates = 1
-[sampling]
-steps = 5
-"""
+""", sampling="steps = 5", dropout=0.1)
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from numba import njit
 from scipy import stats
 
-from spdekit.backends import philox
+from spdekit.backends import philox, vecmath
 from spdekit.random import SampleStreams
 
 # Random123's known-answer vectors: (counter, key) -> output
@@ -63,3 +64,65 @@ def test_many_scalar_paths_are_cheap_to_draw():
     """10^5 one-number samples in one call (the particle and SDE-ensemble case)."""
     z = SampleStreams(1, 100_000).standard_normal((100_000, 1))
     assert z.shape == (100_000, 1) and abs(z.mean()) < 5 / np.sqrt(1e5)
+
+
+# ---------------------------------------------------------------- the vectorisable math (vecmath)
+@njit
+def _eval_vecmath(u32, a32, u64, a64, out32, out64):
+    for i in range(u32.size):
+        out32[0, i] = vecmath.log_f32(u32[i])
+        out32[1, i], out32[2, i] = vecmath.sincos_f32(a32[i])
+    for i in range(u64.size):
+        out64[0, i] = vecmath.log_f64(u64[i])
+        out64[1, i], out64[2, i] = vecmath.sincos_f64(a64[i])
+
+
+def test_vecmath_log_and_sincos_are_accurate_to_2_ulp():
+    """The branch-free Cephes log/sin/cos on the generator's ranges: float32 against the float64
+    truth (in float32 ulps), float64 against the C library (in float64 ulps)."""
+    rng = np.random.default_rng(0)
+    n = 1 << 20
+    # every range of exponents the uniforms (x + 1/2) 2^-32 reach, plus both ends
+    u32 = ((rng.integers(0, 2**32, n).astype(np.float64) + 0.5) * 2.0**-32 / 2.0 ** rng.integers(0, 20, n))
+    u32 = np.concatenate([u32, [0.5 * 2.0**-32, 2.0**-20, 0.25, 0.70710678, 0.9999999, 1.0]]).astype(np.float32)
+    a32 = np.concatenate([np.float32(2 * np.pi) * rng.random(n).astype(np.float32),
+                          np.float32([0, np.pi / 4, np.pi / 2, np.pi, 1.5 * np.pi, 2 * np.pi])]).astype(np.float32)
+    u64 = np.concatenate([(rng.integers(0, 2**53, n).astype(np.float64) + 0.5) * 2.0**-53,
+                          [2.0**-54, 2.0**-20, 0.25, 0.7071067811865476, 1 - 2.0**-53, 1.0]])
+    a64 = np.concatenate([2 * np.pi * rng.random(n), [0, np.pi / 4, np.pi / 2, np.pi, 1.5 * np.pi, 2 * np.pi]])
+    out32 = np.empty((3, u32.size), np.float32)
+    out64 = np.empty((3, u64.size))
+    _eval_vecmath(u32, a32, u64, a64, out32, out64)
+    for got, ref, tol in ((out32[0], np.log(u32.astype(np.float64)), 1.0),
+                          (out32[1], np.sin(a32.astype(np.float64)), 2.0),
+                          (out32[2], np.cos(a32.astype(np.float64)), 2.0)):
+        # relative (ulps), except at the zeros of sin/cos (multiples of pi/2), where the float32 octant
+        # reduction leaves an absolute error of about 1e-14 (far below a float32 normal's resolution)
+        err = np.abs(got - ref)
+        assert (err <= tol * np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64) + 2e-14).all()
+    for got, ref in ((out64[0], np.log(u64)), (out64[1], np.sin(a64)), (out64[2], np.cos(a64))):
+        assert (np.abs(got - ref) <= 2 * np.spacing(np.abs(ref)) + 1e-30).all()
+
+
+@pytest.mark.parametrize("n", [1, 3, 5, 8, 13, 1024])
+def test_normals_are_box_muller_of_the_philox_words(n):
+    """Each block of the fill equals Box-Muller (in float64 from the same uniforms) of
+    philox(j, sample, draw, stream): the stream's definition, tails of partial blocks included."""
+    key, first, draw, stream, B = (12345, 678), 3, 7, 1, 2
+    z32 = philox.standard_normal((B, n), key, first, draw, stream, dtype=np.float32)
+    z64 = philox.standard_normal((B, n), key, first, draw, stream, dtype=np.float64)
+    for b in range(B):
+        ref32, ref64 = [], []
+        for j in range((n + 1) // 2):
+            x = philox.philox_block((j, first + b, draw, stream), key).astype(np.float64)
+            if 4 * j < n:  # float32: 4 normals per block, uniforms and angle rounded as in the kernel
+                u = ((x.astype(np.float32) + np.float32(0.5)) * np.float32(2.0**-32)).astype(np.float64)
+                ang = (np.float32(2 * np.pi) * u[[1, 3]].astype(np.float32)).astype(np.float64)
+                r = np.sqrt(-2 * np.log(u[[0, 2]]))
+                ref32 += [r[0] * np.cos(ang[0]), r[0] * np.sin(ang[0]), r[1] * np.cos(ang[1]), r[1] * np.sin(ang[1])]
+            u1 = (x[0] * 2.0**21 + np.floor(x[1] / 2.0**11) + 0.5) * 2.0**-53
+            u2 = (x[2] * 2.0**21 + np.floor(x[3] / 2.0**11) + 0.5) * 2.0**-53
+            r = np.sqrt(-2 * np.log(u1))
+            ref64 += [r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)]
+        np.testing.assert_allclose(z32[b], ref32[:n], rtol=0, atol=4e-6)
+        np.testing.assert_allclose(z64[b], ref64[:n], rtol=0, atol=1e-14)

