@@ -1,3 +1,4 @@
+# ruff: noqa: E402
 """Generative cost: training steps/s and sampling time per image, VE-SDE vs the anisotropic SPDE.
 
 Same U-Net (the shipped digits config, genmodel/configs/digits16_anisotropic.toml [network]), same
@@ -27,6 +28,10 @@ CPU only here (the trainer runs on the CPU build of torch); GPU figures belong t
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP: see genmodel/__init__.py
 
 import argparse
 import copy

@@ -1,3 +1,4 @@
+# ruff: noqa: E402
 """A generative model in latent space (paper, Appendix O, on digits): train a small autoencoder
 (16x16 digits -> 2 x 8 x 8 standardised latents), train an SPDE model on the latents through the usual
 config ([data] dataset = "latents"), sample, decode and score with the digits classifier.
@@ -10,6 +11,10 @@ Equivalent CLI steps:
                                                    #        source = {dataset = "digits", image_size = 16}
     genmodel sample runs/latent/model.pt --n 64 --out grid.png      # decoded automatically
 """
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP: see genmodel/__init__.py
 
 import argparse
 import time

@@ -1,3 +1,4 @@
+# ruff: noqa: E402
 """Stroke-to-image (SDEdit) with any genmodel checkpoint: strokes from held-out digits (colour
 quantisation + blur) or your own PNG, pushed to several t0 and brought back by the reverse process.
 Prints realism (classifier confidence) and faithfulness (RMS distance to the stroke) per t0 and writes
@@ -10,6 +11,10 @@ one figure: the strokes on top, one row of outputs per t0.
 For flow-matching checkpoints t0 is a fraction in (0, 1] of the way towards noise; for SPDE models a
 time in (0, T].
 """
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP: see genmodel/__init__.py
 
 import argparse
 

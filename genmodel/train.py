@@ -55,12 +55,14 @@ DEFAULTS = {
     "network": {},
     "train": {"steps": 6000, "batch": 64, "lr": 2e-4, "ema": 0.999, "grad_clip": 1.0, "warmup": 200,
               "loss": "auto", "pool": 2048, "antithetic": True, "checkpoint_every": 500, "seed": 0,
-              "threads": 0, "log_every": 25, "sigma_data": 0.5, "device": "auto"},
+              "threads": 0, "log_every": 25, "sigma_data": 0.5, "device": "auto", "lr_schedule": "constant",
+              "lr_final": 0.1},
     "prior": {"replicates": 4},
     "sampling": {"steps": 500, "corrector_steps": 1, "snr": 0.16},
     "output": {"dir": "runs/genmodel", "half_precision_export": False},
 }
 SECTIONS = tuple(DEFAULTS)
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def load_config(path_or_dict) -> dict:
@@ -102,6 +104,10 @@ def load_config(path_or_dict) -> dict:
         raise ValueError(f"[train] ema must lie in [0, 1), got {tr['ema']}")
     if not tr["lr"] > 0 or not tr["grad_clip"] > 0:
         raise ValueError("[train] lr and grad_clip must be > 0")
+    if tr["lr_schedule"] not in LR_SCHEDULES:
+        raise ValueError(f"[train] lr_schedule must be one of {LR_SCHEDULES}, got {tr['lr_schedule']!r}")
+    if not 0 <= tr["lr_final"] <= 1:
+        raise ValueError(f"[train] lr_final (a fraction of lr) must lie in [0, 1], got {tr['lr_final']!r}")
     return cfg
 
 
@@ -315,8 +321,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def lr_at(self, step: int) -> float:
-        w = self.cfg["train"]["warmup"]
-        return self.cfg["train"]["lr"] * (min(1.0, (step + 1) / w) if w else 1.0)
+        """Linear warm-up over ``warmup`` steps, then constant or (``lr_schedule = "cosine"``) a cosine
+        decay to ``lr_final`` x lr at the last step (Loshchilov & Hutter 2017, without restarts)."""
+        tr = self.cfg["train"]
+        w = tr["warmup"]
+        if step < w:
+            return tr["lr"] * (step + 1) / w
+        if tr["lr_schedule"] == "constant":
+            return tr["lr"]
+        x = min(1.0, (step - w) / max(tr["steps"] - w, 1))
+        return tr["lr"] * (tr["lr_final"] + (1 - tr["lr_final"]) * 0.5 * (1 + math.cos(math.pi * x)))
 
     def train_step(self) -> float:
         tr = self.cfg["train"]

@@ -1,5 +1,8 @@
 import os
 
+# torch and numba (OpenMP) alternate in the genmodel tests: passive waiting, as genmodel sets (see its __init__)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

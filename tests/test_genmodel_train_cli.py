@@ -110,3 +110,19 @@ def test_cli_bad_input(tmp_path, tiny_config, capsys):
 
     with pytest.raises(CheckpointError, match="'model' checkpoint is needed"):
         load_checkpoint(DEFAULT_CLASSIFIER, kind="model")
+
+
+def test_lr_schedule_warmup_then_cosine_to_lr_final():
+    import types
+
+    cfg = load_config({"train": {"steps": 110, "warmup": 10, "lr": 2.0, "lr_schedule": "cosine", "lr_final": 0.1}})
+    lr = [Trainer.lr_at(types.SimpleNamespace(cfg=cfg), s) for s in range(111)]
+    assert lr[0] == pytest.approx(0.2) and lr[9] == pytest.approx(2.0)  # linear warm-up
+    assert lr[10] == pytest.approx(2.0) and lr[60] == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))  # half way
+    assert lr[110] == pytest.approx(0.2) and all(a >= b for a, b in zip(lr[10:], lr[11:]))  # monotone decay
+    const = load_config({"train": {"steps": 110, "warmup": 0, "lr": 2.0}})
+    assert {Trainer.lr_at(types.SimpleNamespace(cfg=const), s) for s in range(111)} == {2.0}
+    with pytest.raises(ValueError, match="lr_schedule"):
+        load_config({"train": {"lr_schedule": "step"}})
+    with pytest.raises(ValueError, match="lr_final"):
+        load_config({"train": {"lr_final": 2.0}})

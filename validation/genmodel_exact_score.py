@@ -1,3 +1,4 @@
+# ruff: noqa: E402
 """Exact-score sampling on Gaussian data (issue 5 acceptance, with the dt ladder).
 
 Gaussian data N(m, C) on 8x8, the isotropic heat chain (paper_isotropic(8) schedules on T = 1,
@@ -8,6 +9,10 @@ and the relative error of the sample mean.
 
     python validation/genmodel_exact_score.py [--n 16384] [--dts 0.01 0.005 0.0025] [--ells 0 2]
 """
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP: see genmodel/__init__.py
 
 import argparse
 import time

@@ -1,3 +1,4 @@
+# ruff: noqa: E402
 """Table 1 of the paper on digits: VE-SDE, isotropic heat, anisotropic heat, flow matching (issue 6).
 
 Every method is trained with the SAME U-Net (architecture, time embedding), the same number of steps,
@@ -16,7 +17,8 @@ respects the stability bound Delta <= h^2 / (4 max alpha1) of the heat presets, 
 ``corrector`` Langevin steps each; flow matching runs Heun with NFE / 2 steps.
 
     python validation/table1.py --quick           # 16x16, 1 seed, small net, < 15 min on 2 cores (smoke level)
-    python validation/table1.py                   # 16x16 and 32x32, 3 seeds, the shipped-config net (hours)
+    python validation/table1.py --jobs 2          # 16x16 and 32x32, 3 seeds, the shipped-config net (hours)
+    python validation/table1.py --jobs 2 --sizes 16 --seeds 0   # a piece of it (finished runs are kept)
     python validation/table1.py --ablation        # lambda1_min x l ablation of the anisotropic preset instead
 
 Writes ``docs/table1.md`` (or ``docs/table1_ablation.md``; generated, with command, commit and
@@ -28,6 +30,10 @@ the shipped classifier is a 16x16 one.
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP: see genmodel/__init__.py
 
 import argparse
 import json
@@ -78,9 +84,9 @@ PROFILES = {
               "network": {"ch": 8, "ch_mult": [1, 2, 4], "num_res_blocks": 1, "attn_resolutions": [4],
                           "groups": 4, "dropout": 0.0, "skip_kernel": 5, "score_param": "reference"},
               "n_samples": 128, "corrector": 0, "pool": 512, "T": 2.0, "dt": 1e-3, "replicates": 1},
-    # the full comparison (not run on the 2-core machine)
-    "full": {"sizes": [16, 32], "seeds": [0, 1, 2], "steps": 6000, "batch": 64, "lr": 1e-3, "warmup": 100,
-             "ema": 0.995,
+    # the full comparison: the training budget of the shipped digits model (genmodel/configs), for every method
+    "full": {"sizes": [16, 32], "seeds": [0, 1, 2], "steps": 3600, "batch": 64, "lr": 1e-3, "warmup": 100,
+             "ema": 0.995, "lr_schedule": "cosine",
              "network": {"ch": 16, "ch_mult": [1, 2, 4], "num_res_blocks": 1, "attn_resolutions": [4],
                          "groups": 8, "dropout": 0.0, "skip_kernel": 5, "score_param": "reference"},
              "n_samples": 1000, "corrector": 1, "pool": 2048, "T": 2.0, "dt": 1e-3, "replicates": 2},
@@ -125,6 +131,7 @@ def make_config(method: str, prof: dict, size: int, seed: int, process_override:
         "network": net,
         "train": {"steps": prof["steps"], "batch": prof["batch"], "lr": prof["lr"], "ema": prof["ema"],
                   "grad_clip": 1.0, "warmup": prof["warmup"], "loss": (process_override and "auto") or m["loss"],
+                  "lr_schedule": prof.get("lr_schedule", "constant"), "lr_final": 0.1,
                   "pool": prof["pool"], "checkpoint_every": max(50, prof["steps"] // 10), "seed": seed,
                   "threads": 1, "log_every": 25},
         "prior": {"replicates": prof["replicates"]},
@@ -138,19 +145,21 @@ def downsample_to_16(x: torch.Tensor) -> torch.Tensor:
     return x if f == 1 else torch.nn.functional.avg_pool2d(x, f)
 
 
-def run_one(name: str, cfg: dict, workdir: Path, classifier, log=print) -> dict:
+def run_one(name: str, cfg: dict, workdir: Path, classifier=None, log=print, progress: bool = True) -> dict:
     """Train (or resume), export, sample and score one (method, size, seed)."""
     out = workdir / name
     res_path = out / "result.json"
     if res_path.is_file():
         log(f"[{name}] done before; reading {res_path}")
         return json.loads(res_path.read_text())
+    torch.set_num_threads(1)
+    classifier = classifier if classifier is not None else load_classifier()
     t0 = time.perf_counter()
     tr = make_trainer(cfg, out, log=log)
     setup = time.perf_counter() - t0
     if (out / "last.pt").is_file():
         tr.resume()
-    tr.run(progress=True)
+    tr.run(progress=progress)
     tr.export()
     model, process, prior, ck = load_model(out / "model.pt")
     samp = ck["sampling"]
@@ -160,12 +169,12 @@ def run_one(name: str, cfg: dict, workdir: Path, classifier, log=print) -> dict:
     if getattr(process, "method", None) == "flow_matching":
         size = cfg["data"]["image_size"]
         x = fm_sample(model, n, (1, size, size), steps=samp["steps"], method=samp["method"], seed=1000 + seed,
-                      batch_size=256, progress=True)
+                      batch_size=256, progress=progress)
         nfe = 2 * samp["steps"] if samp["method"] == "heun" else samp["steps"]
     else:
         x = spde_sample(process, score_function(model), n, steps=samp["steps"],
                         corrector_steps=samp["corrector_steps"], snr=samp["snr"], prior=prior, seed=1000 + seed,
-                        batch_size=256, progress=True)
+                        batch_size=256, progress=progress)
         nfe = samp["steps"] * (1 + samp["corrector_steps"])
     sample_seconds = time.perf_counter() - t1
     diverged = float((x.abs() > DIVERGED).float().mean())  # data lie in [-1, 1]; far outside = unstable sampler
@@ -275,7 +284,8 @@ def write_doc(path: Path, rows: dict, refs: dict, args, prof: dict, total_second
         f"kernel {net['skip_kernel']}; SPDE models: score_param '{net['score_param']}' (Gaussian reference score + "
         "network residual; why not 'moments': see validation/table1.py); flow matching: the network output is the "
         "velocity",
-        f"* training: {prof['steps']} steps, batch {prof['batch']}, Adam lr {prof['lr']} (warm-up {prof['warmup']}), "
+        f"* training: {prof['steps']} steps, batch {prof['batch']}, Adam lr {prof['lr']} (warm-up {prof['warmup']}"
+        + (", then cosine decay to 0.1 lr" if prof.get("lr_schedule") == "cosine" else "") + "), "
         f"grad clip 1, EMA {prof['ema']}, seeds {prof['seeds']}, 1 torch thread. Losses: exact-Gaussian DSM "
         "(VE-SDE, isotropic: linear chains), one-step transition DSM with antithetic pairs (anisotropic: 2 network "
         "evaluations per state), CFM (flow matching)",
@@ -358,6 +368,34 @@ PROFILE: dict = {}
 COMMIT_AT_START = ""
 
 
+def run_all(tasks, workdir: Path, classifier, jobs: int) -> dict:
+    """Every (key, size, seed, name, cfg) of ``tasks`` through :func:`run_one`: in this process, or in
+    ``jobs`` worker processes (spawned: forking a process that has used OpenMP is unsafe; one
+    torch/numba thread each)."""
+    if jobs == 1:
+        out = {}
+        for _, _, _, name, cfg in tasks:
+            print(f"=== {name} ===", flush=True)
+            out[name] = run_one(name, cfg, workdir, classifier)
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+        futures = {name: ex.submit(_worker, name, cfg, workdir, dict(PROFILE), COMMIT_AT_START)
+                   for _, _, _, name, cfg in tasks}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def _worker(name: str, cfg: dict, workdir: Path, profile: dict, commit_at_start: str) -> dict:
+    """One run in a worker process: the parent's profile and commit, then :func:`run_one`."""
+    global COMMIT_AT_START
+    PROFILE.clear()
+    PROFILE.update(profile)
+    COMMIT_AT_START = commit_at_start
+    return run_one(name, cfg, workdir, None, print, False)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke-level run: 16 px, 1 seed, small net (< 15 min)")
@@ -371,6 +409,11 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="", help="a note on the machine for the header (e.g. 'shared with 2 jobs')")
     ap.add_argument("--steps", type=int, help="override the profile's training steps (for trying the script)")
     ap.add_argument("--n-samples", type=int, help="override the profile's number of samples per run")
+    ap.add_argument("--sizes", type=int, nargs="+", choices=(16, 32), help="only these image sizes")
+    ap.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the profile's)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs in parallel processes, one thread each (finished runs are kept in --workdir, so a "
+                         "long run can also be done in pieces: rerun the same command)")
     args = ap.parse_args(argv)
     global COMMIT_AT_START
     COMMIT_AT_START = commit()  # the code that runs (later edits of the tree do not change it)
@@ -381,6 +424,12 @@ def main(argv=None) -> int:
         PROFILE["steps"] = args.steps
     if args.n_samples:
         PROFILE["n_samples"] = args.n_samples
+    if args.sizes:
+        PROFILE["sizes"] = sorted(args.sizes)
+    if args.seeds:
+        PROFILE["seeds"] = sorted(args.seeds)
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
     prof = PROFILE
     mode = ("quick" if args.quick else "full") + ("_ablation" if args.ablation else "")
     workdir = Path(args.workdir) / mode
@@ -401,18 +450,19 @@ def main(argv=None) -> int:
             for method in args.methods:
                 labels[method] = METHODS[method]["label"]
                 jobs.append((method, size, None))
+    tasks = []
     for key, size, override in jobs:
         for seed in prof["seeds"]:
             cfg = make_config(key if not args.ablation else "anisotropic", prof, size, seed, override)
-            name = f"{key}_{size}px_seed{seed}"
-            print(f"=== {name} ===", flush=True)
-            res = run_one(name, cfg, workdir, classifier)
-            rows.setdefault((key, size), []).append(res)
-            if seed == prof["seeds"][0]:
-                x = torch.load(workdir / name / "grid_samples.pt", weights_only=True)
-                g = figdir / f"{mode}_{key}_{size}px.png"
-                save_grid(x, g, nrow=8, title=f"{labels[key]}, {size} px, seed {seed}")
-                grids[(key, size)] = g
+            tasks.append((key, size, seed, f"{key}_{size}px_seed{seed}", cfg))
+    results = run_all(tasks, workdir, classifier, args.jobs)
+    for key, size, seed, name, _ in tasks:
+        rows.setdefault((key, size), []).append(results[name])
+        if seed == prof["seeds"][0]:
+            x = torch.load(workdir / name / "grid_samples.pt", weights_only=True)
+            g = figdir / f"{mode}_{key}_{size}px.png"
+            save_grid(x, g, nrow=8, title=f"{labels[key]}, {size} px, seed {seed}")
+            grids[(key, size)] = g
     refs = {size: reference_row(size, classifier) for size in prof["sizes"]}
     total = time.perf_counter() - t_start
     write_doc(out, rows, refs, args, prof, total, grids, labels)
