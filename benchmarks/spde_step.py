@@ -98,7 +98,10 @@ def _contenders(shape, dtype, with_pypde=True):
         except ImportError:
             pass
     copy_dst = np.empty_like(u)
-    extras = {"copy": lambda: np.copyto(copy_dst, u), "spdekit kernel (dW given)": spdekit_kernel}
+    extras = {"copy": lambda: np.copyto(copy_dst, u), "spdekit kernel (dW given)": spdekit_kernel,
+              # where the time goes: the increments alone (counter-based Philox + Box-Muller vs numpy's ziggurat)
+              "spdekit normals (Philox)": lambda: streams.standard_normal(shape, dtype=dtype),
+              "numpy normals": lambda: gen.standard_normal(shape, dtype=dtype)}
     return fns, extras, pypde, errs, u
 
 
@@ -131,9 +134,10 @@ def print_rows(rows):
     for r in rows:
         sec = r["seconds_per_step"]
         base = sec["spdekit (numba)"]
-        for k in ("spdekit (numba)", "numpy", "torch (CPU)", "py-pde", "spdekit kernel (dW given)", "copy"):
+        parts = ("copy", "spdekit kernel (dW given)", "spdekit normals (Philox)", "numpy normals")
+        for k in ("spdekit (numba)", "numpy", "torch (CPU)", "py-pde") + parts:
             if k in sec:
-                ratio = "" if k in ("copy", "spdekit kernel (dW given)") else f"{sec[k] / base:15.1f}x"
+                ratio = "" if k in parts else f"{sec[k] / base:15.1f}x"
                 batch = "x".join(map(str, r["shape"]))
                 print(f"{batch:>18s} {r['dtype']:>8s} {k:>26s} {1e3 * sec[k]:10.3f} {ratio:>17s}")
         print(f"{'':>18s} {'':>8s} {'kernel bandwidth':>26s} {r['kernel_GBps']:9.1f} GB/s = "

@@ -24,6 +24,8 @@ def test_shipped_model_is_the_paper_preset_and_samples():
     assert process.to_dict() == ref.to_dict()
     assert prior is not None and prior.mean.shape == (1, 16, 16)
     assert ck["step"] == ck["config"]["train"]["steps"]
+    # the reference that keeps the reverse anisotropic chain bounded ("moments" does not: docs/genmodel.md)
+    assert ck["config"]["network"]["score_param"] == "reference" == model.parameterization
     torch.set_num_threads(1)
     # the file, not the quality (1,000-sample figures: docs/genmodel.md): the network's score on prior
     # samples at the start and near the end of the reverse run, and 20 reverse steps from U_T

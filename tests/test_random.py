@@ -104,7 +104,7 @@ def test_vecmath_log_and_sincos_are_accurate_to_2_ulp():
         assert (np.abs(got - ref) <= 2 * np.spacing(np.abs(ref)) + 1e-30).all()
 
 
-@pytest.mark.parametrize("n", [1, 3, 5, 8, 13, 1024])
+@pytest.mark.parametrize("n", [1, 3, 5, 8, 13, 1024, 4 * 8192 + 5])  # the last: several parallel chunks
 def test_normals_are_box_muller_of_the_philox_words(n):
     """Each block of the fill equals Box-Muller (in float64 from the same uniforms) of
     philox(j, sample, draw, stream): the stream's definition, tails of partial blocks included."""
