@@ -9,7 +9,7 @@ Threads: torch's CPU kernels and spdekit's numba kernels (numba's OpenMP layer) 
 per training or sampling step. With OpenMP's default active waiting, the idle threads of one runtime
 spin while the other works and take the cores from it: measured on a 2-core machine, 100 digits
 sampled for 60 predictor-corrector steps with one thread took 155 s with active waiting and 41 s with
-``OMP_WAIT_POLICY=PASSIVE`` (training: 2.35 instead of 1.78 steps/s). So importing genmodel sets
+``OMP_WAIT_POLICY=PASSIVE`` (while a training run used the other core). So importing genmodel sets
 ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is already set; it takes effect only if no OpenMP
 runtime has started yet (import genmodel before running torch or numba code, as the CLI does).
 """
