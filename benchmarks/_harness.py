@@ -11,9 +11,10 @@ import time
 import numpy as np
 
 
-def alternate(fns: dict, repeats: int, warmup: int = 1, sync=None, no_warmup=()) -> dict:
+def alternate(fns: dict, repeats: int, warmup: int = 1, sync=None, no_warmup=(), burst: int = 1) -> dict:
     """Median / min / all seconds per call of each callable, interleaved so that machine noise
-    (other processes, frequency changes) hits every contender alike."""
+    (other processes, frequency changes) hits every contender alike. With ``burst`` > 1 a timing
+    is ``burst`` consecutive calls (as the steps of a run follow each other), divided by ``burst``."""
     sync = sync or (lambda: None)
     for k, f in fns.items():
         for _ in range(0 if k in no_warmup else warmup):
@@ -23,9 +24,10 @@ def alternate(fns: dict, repeats: int, warmup: int = 1, sync=None, no_warmup=())
     for _ in range(repeats):
         for k, f in fns.items():
             t = time.perf_counter()
-            f()
+            for _ in range(burst):
+                f()
             sync()
-            times[k].append(time.perf_counter() - t)
+            times[k].append((time.perf_counter() - t) / burst)
     return {k: {"median": float(np.median(v)), "min": float(np.min(v)), "all": [float(x) for x in v]}
             for k, v in times.items()}
 

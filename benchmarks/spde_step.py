@@ -11,7 +11,8 @@ lambda1 finite, additive white noise alpha2 dW), contenders side by side in one 
 Every contender draws its own Gaussian increments inside the timed step (numpy/torch generators,
 numba's for py-pde). The roofline: a memory copy of the state measured in the same run; the
 achieved bandwidth of spdekit's kernel step counts the minimum traffic of a step (read u, read dW,
-write the new state: 3 arrays) with dW given.
+write the new state: 3 arrays) with dW given. Each timing is a burst of BURST = 10 consecutive
+steps of one contender (per-step time = burst / 10), as the steps of a run follow each other.
 
     python benchmarks/spde_step.py [--quick] [--json docs/perf/spde_step.json]
 """
@@ -30,6 +31,9 @@ import spdekit as sk
 from spdekit.random import SampleStreams
 
 SHAPES = [(128, 3, 32, 32), (4, 1, 256, 256), (1, 1, 1024, 1024)]
+# A timing is a burst of consecutive steps, as in a run (a single step after another contender's run
+# also measures waking the thread pool and refilling the caches, which a run pays once).
+BURST = 10
 
 
 def _contenders(shape, dtype, with_pypde=True):
@@ -44,17 +48,21 @@ def _contenders(shape, dtype, with_pypde=True):
     sq = dtype.type(np.sqrt(dt))
     gen = np.random.default_rng(2)
 
+    # as spdekit.simulate runs a step: increments drawn into a reused buffer, times sqrt(dt) in the same pass,
+    # coefficients of the step precomputed, inputs validated once before the loop
+    inc = np.empty_like(u)
+    fast = {"coef": spde.coefficients(1.0, shape[0]), "checked": True, "out": out, "work": work}
+
     def spdekit_full():
-        inc = streams.standard_normal(shape, dtype=dtype)
-        inc *= sq
-        solver.step(spde, 1.0, u, dt, inc, backend="numba", out=out, work=work)
+        streams.standard_normal(shape, dtype=dtype, out=inc, scale=sq)
+        solver.step(spde, 1.0, u, dt, inc, backend="numba", **fast)
 
     def spdekit_kernel():
-        solver.step(spde, 1.0, u, dt, dW, backend="numba", out=out, work=work)
+        solver.step(spde, 1.0, u, dt, dW, backend="numba", **fast)
 
     def numpy_full():
         inc = gen.standard_normal(shape, dtype=dtype) * sq
-        solver.step(spde, 1.0, u, dt, inc, backend="numpy")
+        solver.step(spde, 1.0, u, dt, inc, backend="numpy", coef=fast["coef"], checked=True)
 
     fns = {"spdekit (numba)": spdekit_full, "numpy": numpy_full}
     errs = {}
@@ -98,17 +106,25 @@ def _contenders(shape, dtype, with_pypde=True):
         except ImportError:
             pass
     copy_dst = np.empty_like(u)
+    from spdekit.backends import numba_backend
+
+    coef, drift_out = fast["coef"], np.empty_like(u)
+
+    def spdekit_drift():  # the drift b(u) of eq. (35) alone: the arithmetic floor of a step
+        numba_backend.drift(u, coef["alpha1"], coef["inv_lam1"], out=drift_out)
+
     extras = {"copy": lambda: np.copyto(copy_dst, u), "spdekit kernel (dW given)": spdekit_kernel,
+              "spdekit drift alone": spdekit_drift,
               # where the time goes: the increments alone (counter-based Philox + Box-Muller vs numpy's ziggurat)
-              "spdekit normals (Philox)": lambda: streams.standard_normal(shape, dtype=dtype),
+              "spdekit normals (Philox)": lambda: streams.standard_normal(shape, dtype=dtype, out=inc),
               "numpy normals": lambda: gen.standard_normal(shape, dtype=dtype)}
     return fns, extras, pypde, errs, u
 
 
-def bench_shape(shape, dtype, repeats, with_pypde=True):
+def bench_shape(shape, dtype, repeats, with_pypde=True, burst=BURST):
     t0 = time.perf_counter()
     fns, extras, pypde, errs, u = _contenders(shape, np.dtype(dtype), with_pypde)
-    res = alternate({**fns, **extras}, repeats)
+    res = alternate({**fns, **extras}, repeats, burst=burst)
     med = {k: v["median"] for k, v in res.items()}
     if pypde is not None:
         n_fields = shape[0] * shape[1]
@@ -125,8 +141,9 @@ def bench_shape(shape, dtype, repeats, with_pypde=True):
     copy_bw = 2 * u.nbytes / med["copy"]
     kernel_bw = 3 * u.nbytes / med["spdekit kernel (dW given)"]
     return {"shape": list(shape), "dtype": str(np.dtype(dtype)), "seconds_per_step": med,
+            "all_seconds": {k: v["all"] for k, v in res.items()},
             "max_rel_diff_vs_numpy_reference": errs, "copy_GBps": copy_bw / 1e9, "kernel_GBps": kernel_bw / 1e9,
-            "fraction_of_copy_bandwidth": kernel_bw / copy_bw, "wall_s": time.perf_counter() - t0}
+            "fraction_of_copy_bandwidth": kernel_bw / copy_bw, "burst": burst, "wall_s": time.perf_counter() - t0}
 
 
 def print_rows(rows):
@@ -134,7 +151,8 @@ def print_rows(rows):
     for r in rows:
         sec = r["seconds_per_step"]
         base = sec["spdekit (numba)"]
-        parts = ("copy", "spdekit kernel (dW given)", "spdekit normals (Philox)", "numpy normals")
+        parts = ("copy", "spdekit kernel (dW given)", "spdekit drift alone", "spdekit normals (Philox)",
+                 "numpy normals")
         for k in ("spdekit (numba)", "numpy", "torch (CPU)", "py-pde") + parts:
             if k in sec:
                 ratio = "" if k in parts else f"{sec[k] / base:15.1f}x"

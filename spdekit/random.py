@@ -41,13 +41,20 @@ class SampleStreams:
         self.draw = 0
         self.device = device  #: "host" (numpy arrays) or "cupy" (drawn on the GPU)
 
-    def standard_normal(self, size, dtype=np.float64, out=None):
+    def standard_normal(self, size, dtype=np.float64, out=None, scale=None):
+        """One draw of normals for the batch (``size[0]`` = batch), into ``out`` if given; with
+        ``scale`` the numbers come multiplied by it (on the host in the same pass)."""
         shape = tuple(int(s) for s in ((size,) if np.isscalar(size) else size))
         if not shape or shape[0] != self.batch:
             raise ValueError(f"SampleStreams of {self.batch} samples cannot draw shape {shape}: "
                              "the first axis must be the batch")
-        gen = self._device_generator() if self.device == "cupy" else philox.standard_normal
-        res = gen(shape, self.key, self.first, self.draw, self.stream, dtype=dtype, out=out)
+        if self.device == "cupy":
+            res = self._device_generator()(shape, self.key, self.first, self.draw, self.stream, dtype=dtype, out=out)
+            if scale is not None:
+                res *= res.dtype.type(scale)
+        else:
+            res = philox.standard_normal(shape, self.key, self.first, self.draw, self.stream, dtype=dtype, out=out,
+                                         scale=1.0 if scale is None else scale)
         self.draw += 1
         return res
 

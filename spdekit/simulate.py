@@ -74,7 +74,15 @@ class _Increments:
                     f"got {tuple(arr.shape)}"
                 )
 
+        # white noise from host streams: drawn into one reused buffer, scaled in the same pass (a step
+        # consumes its increment before the next is drawn)
+        self._buf = None
+        if brownian is None and not on_device and self.noise.is_white and isinstance(self.rng, SampleStreams):
+            self._buf = np.empty(self.shape, self.dtype)
+
     def __call__(self, k, t, dt):
+        if self._buf is not None:
+            return self.rng.standard_normal(self.shape, self.dtype, out=self._buf, scale=math.sqrt(dt))
         if self.brownian is None:
             return self.dtype.type(math.sqrt(dt)) * self.noise.sample(self.shape, self.rng, self.dtype)
         if hasattr(self.brownian, "increment"):

@@ -126,3 +126,18 @@ def test_normals_are_box_muller_of_the_philox_words(n):
             ref64 += [r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)]
         np.testing.assert_allclose(z32[b], ref32[:n], rtol=0, atol=4e-6)
         np.testing.assert_allclose(z64[b], ref64[:n], rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scaled_draw_is_the_draw_times_the_scale(dtype):
+    """``scale`` (Wiener increments: sqrt(dt)) multiplies in the same pass, rounding as a separate
+    multiplication would, and advances the stream like an unscaled draw."""
+    from spdekit.random import SampleStreams
+
+    a, b = SampleStreams(5, 3), SampleStreams(5, 3)
+    buf = np.empty((3, 2, 9, 7), dtype)
+    for _ in range(2):
+        got = a.standard_normal(buf.shape, dtype, out=buf, scale=0.03125 * 3)
+        ref = b.standard_normal(buf.shape, dtype) * dtype(0.03125 * 3)
+        assert got is buf and got.dtype == dtype
+        np.testing.assert_array_equal(got, ref)
