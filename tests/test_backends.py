@@ -114,3 +114,17 @@ def test_both_numba_routes_report_a_blow_up(route, monkeypatch):
     u[1, 0, 3, 4] = np.inf
     _, ok = spde.em_step(1.0, u, 1e-3, np.zeros_like(u), taming=(1.0, "l2"), backend="numba", checked=True)
     assert not ok
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 3, 3), (2, 2, 5, 7), (1, 3, 32, 32), (1, 1, 40, 9)])
+@pytest.mark.parametrize("route", ["sample-task", "row-blocks"])
+@pytest.mark.parametrize("spacing", [1.0, 0.5])
+def test_both_numba_drift_routes_equal_numpy(shape, route, spacing, monkeypatch):
+    from spdekit.backends import numba_backend
+
+    monkeypatch.setattr(numba_backend, "_SAMPLE_TASK_MAX", 1 << 30 if route == "sample-task" else 0)
+    spde = sk.AnisotropicSPDE.paper_anisotropic(32, spacing=spacing)
+    u = np.random.default_rng(4).uniform(-1, 1, shape)
+    ref = spde.drift(1.0, u, backend="numpy")
+    got = spde.drift(1.0, u, backend="numba")
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * np.abs(ref).max())

@@ -293,6 +293,21 @@ def _drift_kernel(u, a, il, conservative, inv_h, inv_h2, one, out):
 
 
 @njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
+def _drift_plane_kernel(u, a, il, inv_h2, one, out):
+    """Paper-stencil drift of small planes, one task per plane (flat loops: :func:`_paper_plane`)."""
+    P, H, W = u.shape
+    for p in prange(P):
+        cx = np.empty(H * W, u.dtype)
+        cy = np.empty(H * W, u.dtype)
+        gprev = np.empty(W, u.dtype)
+        gnext = np.empty(W, u.dtype)
+        _paper_plane(u[p], a[p], il[p], one, cx, cy, gprev, gnext, out[p])
+        of = out[p].reshape(H * W)
+        for i in range(H * W):
+            of[i] *= inv_h2
+
+
+@njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
 def _g2_kernel(u, a, il, one, out):
     P, H, W = u.shape
     for task in prange(P * H):
@@ -447,6 +462,10 @@ def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None):
     res = np.empty_like(up) if out is None else out.reshape(up.shape)
     h = float(spacing)
     il = np.asarray(inv_lam2, dtype=np.float64) / (1.0 if stencil == "conservative" else h * h)
+    if stencil == "paper" and u.shape[-2] * u.shape[-1] <= _SAMPLE_TASK_MAX:
+        _drift_plane_kernel(up, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), dt.type(1.0 / (h * h)),
+                            dt.type(1.0), res)
+        return res.reshape(u.shape)
     _drift_kernel(
         up, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), stencil == "conservative",
         dt.type(1.0 / h), dt.type(1.0 / (h * h)), dt.type(1.0), res,
