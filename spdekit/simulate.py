@@ -77,7 +77,8 @@ class _Increments:
         # white noise from host streams: drawn into one reused buffer, scaled in the same pass (a step
         # consumes its increment before the next is drawn)
         self._buf = None
-        if brownian is None and not on_device and self.noise.is_white and isinstance(self.rng, SampleStreams):
+        if (brownian is None and not on_device and getattr(self.noise, "is_white", False)
+                and isinstance(self.rng, SampleStreams)):
             self._buf = np.empty(self.shape, self.dtype)
 
     def __call__(self, k, t, dt):
