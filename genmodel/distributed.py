@@ -154,6 +154,9 @@ def shutdown(ctx: DistContext | None) -> None:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            # leave together: a rank that tore down its gloo group while rank 0 was still exporting
+            # the model aborted at exit ("terminate called without an active exception")
+            dist.barrier()
             dist.destroy_process_group()
 
 
