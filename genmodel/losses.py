@@ -141,14 +141,26 @@ class TransitionPool:
     chain is then uniform on {0..K-1} in the long run (a renewal process), and the pool sees
     size / K new images per call. Cost per call: one chain step for ``size`` images; memory:
     ``size`` images.
+
+    ``advance`` > 1 moves every chain ``advance`` steps per call (the first ``advance - 1`` by the
+    fused spdekit step, the last as the returned transition): the pool then starts
+    size * advance / K fresh paths per call. Why it matters: two states drawn from one path a few
+    steps apart share most of their noise, so the number of DISTINCT paths,
+    size * (1 + advance * calls / K), not the number of drawn states, bounds how many noise
+    realisations of each image the network sees. The chain steps are cheap next to the network.
     """
 
-    def __init__(self, process: SPDEProcess, data: torch.Tensor, size: int, rng: np.random.Generator):
+    def __init__(self, process: SPDEProcess, data: torch.Tensor, size: int, rng: np.random.Generator,
+                 advance: int = 1):
         self.process = process
         self.data = data
         self.size = int(size)
         if self.size < 1:
             raise ValueError(f"pool size must be >= 1, got {size}")
+        self.advance = int(advance)
+        if not 1 <= self.advance <= process.n_steps:
+            raise ValueError(f"pool advance (chain steps per draw) must be in [1, K = {process.n_steps}], "
+                             f"got {advance}")
         K = process.n_steps
         self.k = rng.integers(0, K, self.size)
         u0 = self._fresh(self.size, rng)
@@ -157,17 +169,24 @@ class TransitionPool:
     def _fresh(self, n, rng):
         return self.data[torch.as_tensor(rng.integers(0, self.data.shape[0], n))].to(torch.float32).contiguous()
 
+    def _restart_finished(self, rng):
+        done = np.nonzero(self.k >= self.process.n_steps)[0]
+        if done.size:
+            self.u[torch.as_tensor(done)] = self._fresh(done.size, rng)
+            self.k[done] = 0
+
     def draw(self, batch: int, rng: np.random.Generator) -> Transition:
+        for _ in range(self.advance - 1):
+            self.u = self.process.step(self.k, self.u, rng)
+            self.k = self.k + 1
+            self._restart_finished(rng)
         tr = self.process.transition(self.k, self.u, rng)
         idx = rng.choice(self.size, size=min(batch, self.size), replace=False)
         it = torch.as_tensor(idx)
         out = Transition(k=self.k[idx].copy(), u=tr.u[it], mean=tr.mean[it], eps=tr.eps[it])
         self.u = tr.next.contiguous()
         self.k = self.k + 1
-        done = np.nonzero(self.k >= self.process.n_steps)[0]
-        if done.size:
-            self.u[torch.as_tensor(done)] = self._fresh(done.size, rng)
-            self.k[done] = 0
+        self._restart_finished(rng)
         return out
 
     def state_dict(self) -> dict:
@@ -186,7 +205,7 @@ class TransitionDSM:
     name = "transition"
 
     def __init__(self, process: SPDEProcess, data: torch.Tensor, pool_size: int, rng: np.random.Generator,
-                 antithetic: bool = True):
+                 antithetic: bool = True, pool_advance: int = 1):
         spde = process.spde
         if not (spde.is_additive or spde.noise.is_white):
             raise NotImplementedError(
@@ -195,7 +214,7 @@ class TransitionDSM:
             )
         self.process = process
         self.antithetic = bool(antithetic)
-        self.pool = TransitionPool(process, data, pool_size, rng)
+        self.pool = TransitionPool(process, data, pool_size, rng, pool_advance)
 
     def loss_on(self, model, tr: Transition) -> torch.Tensor:
         p = self.process
@@ -238,14 +257,14 @@ class TransitionDSM:
 
 
 def make_loss(kind: str, process: SPDEProcess, data: torch.Tensor, rng: np.random.Generator,
-              pool_size: int = 2048, antithetic: bool = True):
+              pool_size: int = 2048, antithetic: bool = True, pool_advance: int = 1):
     """"exact", "transition", or "auto" (exact for linear chains, transition otherwise)."""
     if kind == "auto":
         kind = "exact" if process.is_linear else "transition"
     if kind == "exact":
         return ExactGaussianDSM(process, data)
     if kind == "transition":
-        return TransitionDSM(process, data, pool_size, rng, antithetic)
+        return TransitionDSM(process, data, pool_size, rng, antithetic, pool_advance)
     raise ValueError(f"loss must be one of 'auto', {LOSSES}; got {kind!r}")
 
 

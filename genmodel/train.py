@@ -54,7 +54,7 @@ DEFAULTS = {
     "process": {"preset": "paper_anisotropic", "T": 2.0, "dt": 1e-3, "solver": "euler_maruyama"},
     "network": {},
     "train": {"steps": 6000, "batch": 64, "lr": 2e-4, "ema": 0.999, "grad_clip": 1.0, "warmup": 200,
-              "loss": "auto", "pool": 2048, "antithetic": True, "checkpoint_every": 500, "seed": 0,
+              "loss": "auto", "pool": 2048, "pool_advance": 1, "antithetic": True, "checkpoint_every": 500, "seed": 0,
               "threads": 0, "log_every": 25, "sigma_data": 0.5, "device": "auto", "lr_schedule": "constant",
               "lr_final": 0.1},
     "prior": {"replicates": 4},
@@ -95,7 +95,7 @@ def load_config(path_or_dict) -> dict:
         cfg[sec].update(vals)
     check_output_dir(cfg["output"]["dir"])
     tr = cfg["train"]
-    for key in ("steps", "batch", "checkpoint_every", "pool", "log_every"):
+    for key in ("steps", "batch", "checkpoint_every", "pool", "pool_advance", "log_every"):
         if not isinstance(tr[key], int) or tr[key] < 1:
             raise ValueError(f"[train] {key} must be a positive integer, got {tr[key]!r}")
     if not isinstance(tr["warmup"], int) or tr["warmup"] < 0:
@@ -223,7 +223,8 @@ class Trainer:
 
     def _make_loss(self):
         tr = self.cfg["train"]
-        return make_loss(tr["loss"], self.process, self.local_data, self.rng, self.local_pool, tr["antithetic"])
+        return make_loss(tr["loss"], self.process, self.local_data, self.rng, self.local_pool, tr["antithetic"],
+                         tr["pool_advance"])
 
     def _wrap(self, model):
         """The module the loss calls: DDP over the model under torchrun; moved to the device."""

@@ -76,6 +76,35 @@ def test_transition_loss_is_unbiased(ell):
     assert np.mean(expected) > 0.05  # the perturbation is not negligible
 
 
+def test_pool_advance_moves_every_chain_and_restarts():
+    """advance = 3: every chain moves 3 steps per draw (restarting at k = 0 from data after K), the
+    transitions come from the third step, and the stationary step index stays uniform on {0..K-1}."""
+    p = heat(T=0.2, dt=0.01)  # K = 20
+    _, _, data = gaussian_data(64)
+    rng = np.random.default_rng(0)
+    loss = TransitionDSM(p, data, 256, rng, pool_advance=3)
+    pool = loss.pool
+    K = p.n_steps
+    ks = []
+    for _ in range(40):
+        k_before = pool.k.copy()
+        expect = k_before.copy()
+        for _ in range(2):
+            expect = np.where(expect + 1 >= K, 0, expect + 1)
+        tr = pool.draw(32, rng)
+        assert set(tr.k.tolist()) <= set(expect.tolist())
+        after = np.where(expect + 1 >= K, 0, expect + 1)
+        np.testing.assert_array_equal(pool.k, after)
+        assert torch.isfinite(pool.u).all()
+        ks.append(pool.k.copy())
+    ks = np.concatenate(ks)
+    # uniform on {0..K-1}: mean (K-1)/2, sd of a uniform / sqrt(n) is tiny, chains are correlated: loose
+    assert abs(ks.mean() - (K - 1) / 2) < 1.0
+    assert np.bincount(ks, minlength=K).min() > 0
+    with pytest.raises(ValueError, match="advance"):
+        TransitionDSM(p, data, 8, rng, pool_advance=0)
+
+
 def test_antithetic_control_variate_cuts_the_variance():
     """What drives training is how the loss separates two models, L(s* + delta) - L(s*). Its
     batch-to-batch variance with the plain one-step target (cross term of size 1/sqrt(dt)) against

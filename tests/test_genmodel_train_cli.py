@@ -106,6 +106,8 @@ def test_cli_bad_input(tmp_path, tiny_config, capsys):
     cfg.write_text(TINY.replace("batch = 8", "batch = 0"))
     assert main(["train", str(cfg), "--out", str(tmp_path / "r")]) == 2
     assert "batch must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="pool_advance must be a positive integer"):
+        load_config({"train": {"pool_advance": 0}})
     from genmodel.metrics import DEFAULT_CLASSIFIER
 
     with pytest.raises(CheckpointError, match="'model' checkpoint is needed"):
