@@ -70,7 +70,7 @@ METHODS = {
 }
 
 # Score parameterisation of the SPDE models: "reference" (Gaussian reference score of the LINEARISED chain +
-# network residual). Not "moments" (the shipped configs' choice): measured on the anisotropic preset at 16 px,
+# network residual). Not "moments" (the earlier shipped configs' choice): measured on the anisotropic preset at 16 px,
 # with the network output set to zero, the reverse chain from the moment-matched prior stays bounded with
 # "reference" (max |u| 2.9 at t = 0, 264 steps) but diverges with "moments" (max |u| 1.9 at t = 1.83, 1e4 at
 # t = 1.0, 9.5e4 at t = 0, for 264 and 528 steps alike): a briefly trained residual cannot repair that.
