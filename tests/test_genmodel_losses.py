@@ -91,10 +91,14 @@ def test_pool_advance_moves_every_chain_and_restarts():
         expect = k_before.copy()
         for _ in range(2):
             expect = np.where(expect + 1 >= K, 0, expect + 1)
-        tr = pool.draw(32, rng)
-        assert set(tr.k.tolist()) <= set(expect.tolist())
+        tr = pool.draw(pool.size, rng)  # every chain, in random order
+        np.testing.assert_array_equal(np.sort(tr.k), np.sort(expect))  # transitions from the third step
         after = np.where(expect + 1 >= K, 0, expect + 1)
         np.testing.assert_array_equal(pool.k, after)
+        # the chains that did not restart now hold the returned transitions' next states
+        moved = {tuple(r) for r in (tr.mean + tr.eps)[torch.as_tensor(tr.k < K - 1)].flatten(1).tolist()}
+        kept = {tuple(r) for r in pool.u[torch.as_tensor(after > 0)].flatten(1).tolist()}
+        assert moved == kept
         assert torch.isfinite(pool.u).all()
         ks.append(pool.k.copy())
     ks = np.concatenate(ks)
