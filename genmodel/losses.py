@@ -115,9 +115,14 @@ class ExactGaussianDSM:
         self.data = data
 
     def __call__(self, model, batch: int, rng: np.random.Generator) -> torch.Tensor:
-        p = self.process
         u0 = self.data[torch.as_tensor(rng.integers(0, self.data.shape[0], batch))].contiguous()
-        k = rng.integers(1, p.n_steps + 1, batch)
+        k = rng.integers(1, self.process.n_steps + 1, batch)
+        return self.loss_at(model, u0, k, rng)
+
+    def loss_at(self, model, u0: torch.Tensor, k, rng: np.random.Generator) -> torch.Tensor:
+        """The loss on given data images ``u0`` at given chain steps ``k`` (>= 1), u_k drawn from ``rng``."""
+        p = self.process
+        k = np.broadcast_to(np.asarray(k, dtype=np.int64), (u0.shape[0],))
         u, target = p.marginal(u0, k).sample(rng)
         s = model(_times(k * p.dt, u.dtype), u)
         lam = torch.as_tensor(p.sigma2[k], dtype=u.dtype)

@@ -76,6 +76,37 @@ def test_transition_loss_is_unbiased(ell):
     assert np.mean(expected) > 0.05  # the perturbation is not negligible
 
 
+@pytest.mark.parametrize("k", [3, 40])
+def test_exact_loss_at_a_given_step(k):
+    """ExactGaussianDSM.loss_at(model, u0, k) scores step k only: with common random numbers,
+    L(s* + delta) - L(s*) = lambda_k (|delta|^2 + 2 delta . (s* - target)) / D, whose mean over u_k is
+    lambda_k E|delta|^2 / D at THIS k (E[target | u_k] = s*); z-test at 5 standard errors on 20
+    batches of 512. __call__ is loss_at at the drawn images and steps (same draws, same value)."""
+    p = heat(T=0.5, dt=0.01)
+    m, C, data = gaussian_data(2000)
+    exact = GaussianDataScore(p, m, C)
+    loss = ExactGaussianDSM(p, data)
+    shifted = Shifted(exact, 0.05)
+    rng = np.random.default_rng(4)
+    d, expected = [], []
+    for _ in range(20):
+        u0 = data[torch.as_tensor(rng.integers(0, 2000, 512))]
+        seed = int(rng.integers(1 << 31))
+        l0 = loss.loss_at(Shifted(exact, 0.0), u0, k, np.random.default_rng(seed))
+        l1 = loss.loss_at(shifted, u0, k, np.random.default_rng(seed))
+        u, _ = p.marginal(u0, np.full(512, k)).sample(np.random.default_rng(seed))
+        delta = shifted.delta(np.full(512, k), u)
+        expected.append(float(p.sigma2[k] * delta.square().flatten(1).sum(1).mean() / 64))
+        d.append(float(l1 - l0) - expected[-1])
+    d = np.array(d)
+    assert abs(d.mean()) < 5 * d.std(ddof=1) / np.sqrt(len(d))
+    assert np.mean(expected) > 0.02  # the perturbation is not negligible
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    u0 = data[torch.as_tensor(b.integers(0, 2000, 16))]
+    ks = b.integers(1, p.n_steps + 1, 16)
+    assert loss(shifted, 16, a).item() == loss.loss_at(shifted, u0, ks, b).item()
+
+
 def test_pool_advance_moves_every_chain_and_restarts():
     """advance = 3: every chain moves 3 steps per draw (restarting at k = 0 from data after K), the
     transitions come from the third step, and the stationary step index stays uniform on {0..K-1}."""

@@ -7,6 +7,12 @@ gradient g_b of every batch, and the per-batch variance mean_b |g_b - mean g|^2 
 
     genmodel train CONFIG.toml --out runs/iso     # e.g. the digits config with preset "paper_isotropic"
     python validation/loss_gradient_variance.py CONFIG.toml runs/iso/last.pt
+
+``--by-time`` instead splits the chain steps k into bins and gives, per bin, the variance of the
+gradient of ONE chain state (the loss at a k drawn uniformly in the bin, its u_k simulated from a
+training image): the transition loss for any chain (the anisotropic one included), and the
+exact-Gaussian DSM next to it for a linear chain. The loss is an average over k, so the variance of
+a batch gradient is the bin-fraction-weighted sum of these (plus the spread of the bin means).
 """
 
 from __future__ import annotations
@@ -36,6 +42,41 @@ def gradient_variance(model, loss, batch: int, batches: int, rng) -> tuple[float
     return float(((G - mean) ** 2).sum(1).mean()), float(mean.square().sum())
 
 
+BINS = (0.0, 0.0025, 0.01, 0.04, 0.125, 0.3, 0.55, 0.8, 1.0)  # fractions of K (bin edges)
+
+
+def gradient_variance_by_time(model, process, data, per_bin: int, rng) -> list[tuple]:
+    """Rows (k_lo, k_hi, var transition, var exact or None) of single-state gradient variances."""
+    params = list(model.parameters())
+    K = process.n_steps
+    edges = sorted({max(1, int(round(f * K))) for f in BINS[:-1]}) + [K + 1]  # k in [1, K]
+    transition = TransitionDSM(process, data, 1, np.random.default_rng(0))
+    exact = ExactGaussianDSM(process, data) if process.is_linear else None
+
+    def grad(loss):
+        model.zero_grad(set_to_none=False)
+        loss.backward()
+        return torch.cat([q.grad.flatten() for q in params]).double().clone()
+
+    def var(gs):
+        G = torch.stack(gs)
+        return float(((G - G.mean(0)) ** 2).sum(1).mean())
+
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        g_tr, g_ex = [], []
+        for _ in range(per_bin):
+            k = int(rng.integers(lo, hi))  # the loss at chain step k: the transition k-1 -> k
+            u0 = data[torch.as_tensor(rng.integers(0, data.shape[0], 1))].to(torch.float32).contiguous()
+            u = process.simulate(u0, k - 1, rng)
+            t = process.transition(k - 1, u, rng)
+            g_tr.append(grad(transition.loss_on(model, t)))
+            if exact is not None:
+                g_ex.append(grad(exact.loss_at(model, u0, k, rng)))
+        rows.append((lo, hi, var(g_tr), var(g_ex) if g_ex else None))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config")
@@ -44,6 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--pool", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--by-time", action="store_true", help="single-state gradient variance per bin of chain steps")
+    ap.add_argument("--per-bin", type=int, default=24, help="chain states per bin for --by-time")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = load_config(args.config)
@@ -51,6 +94,14 @@ def main(argv=None) -> int:
         trainer = Trainer(cfg, out_dir=tmp, log=lambda *a: None)
         trainer.resume(args.checkpoint)
     p, data, model = trainer.process, trainer.train_data, trainer.model
+    if args.by_time:
+        model.train()
+        rows = gradient_variance_by_time(model, p, data, args.per_bin, np.random.default_rng(args.seed))
+        print(f"| chain steps k (K = {p.n_steps}) | fraction of k | transition, antithetic pair | exact-Gaussian DSM |")
+        print("|---|---|---|---|")
+        for lo, hi, vt, ve in rows:
+            print(f"| [{lo}, {hi}) | {(hi - lo) / p.n_steps:.4f} | {vt:.3g} | {'-' if ve is None else f'{ve:.3g}'} |")
+        return 0
     if not p.is_linear:
         raise SystemExit("the comparison needs a linear chain (the exact loss exists only there)")
     model.train()
