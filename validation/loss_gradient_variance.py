@@ -30,14 +30,15 @@ from genmodel.losses import ExactGaussianDSM, TransitionDSM  # noqa: E402
 from genmodel.train import Trainer, load_config  # noqa: E402
 
 
+def flat_gradient(model, loss: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``loss`` with respect to all of the model's parameters, as one float64 vector."""
+    model.zero_grad(set_to_none=False)
+    loss.backward()
+    return torch.cat([q.grad.flatten() for q in model.parameters()]).double().clone()
+
+
 def gradient_variance(model, loss, batch: int, batches: int, rng) -> tuple[float, float]:
-    params = list(model.parameters())
-    grads = []
-    for _ in range(batches):
-        model.zero_grad(set_to_none=False)
-        loss(model, batch, rng).backward()
-        grads.append(torch.cat([q.grad.flatten() for q in params]).double().clone())
-    G = torch.stack(grads)
+    G = torch.stack([flat_gradient(model, loss(model, batch, rng)) for _ in range(batches)])
     mean = G.mean(0)
     return float(((G - mean) ** 2).sum(1).mean()), float(mean.square().sum())
 
@@ -47,16 +48,10 @@ BINS = (0.0, 0.0025, 0.01, 0.04, 0.125, 0.3, 0.55, 0.8, 1.0)  # fractions of K (
 
 def gradient_variance_by_time(model, process, data, per_bin: int, rng) -> list[tuple]:
     """Rows (k_lo, k_hi, var transition, var exact or None) of single-state gradient variances."""
-    params = list(model.parameters())
     K = process.n_steps
     edges = sorted({max(1, int(round(f * K))) for f in BINS[:-1]}) + [K + 1]  # k in [1, K]
     transition = TransitionDSM(process, data, 1, np.random.default_rng(0))
     exact = ExactGaussianDSM(process, data) if process.is_linear else None
-
-    def grad(loss):
-        model.zero_grad(set_to_none=False)
-        loss.backward()
-        return torch.cat([q.grad.flatten() for q in params]).double().clone()
 
     def var(gs):
         G = torch.stack(gs)
@@ -70,9 +65,9 @@ def gradient_variance_by_time(model, process, data, per_bin: int, rng) -> list[t
             u0 = data[torch.as_tensor(rng.integers(0, data.shape[0], 1))].to(torch.float32).contiguous()
             u = process.simulate(u0, k - 1, rng)
             t = process.transition(k - 1, u, rng)
-            g_tr.append(grad(transition.loss_on(model, t)))
+            g_tr.append(flat_gradient(model, transition.loss_on(model, t)))
             if exact is not None:
-                g_ex.append(grad(exact.loss_at(model, u0, k, rng)))
+                g_ex.append(flat_gradient(model, exact.loss_at(model, u0, k, rng)))
         rows.append((lo, hi, var(g_tr), var(g_ex) if g_ex else None))
     return rows
 
