@@ -136,6 +136,10 @@ class SPDEProcess:
             out.copy_(to_torch(np.ascontiguousarray(res)))
         return out
 
+    def drift_vjp(self, k, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """J^T w, J = D_u b(t_k, u) the Jacobian of the discretised drift at u (spdekit's adjoint kernel)."""
+        return _as_tensor(self.spde.drift_vjp(self._coeff_t(k, u.shape[0]), _np(u), _np(w.to(u.dtype).contiguous())), u)
+
     def diffusion_amplitude(self, k, u: torch.Tensor) -> torch.Tensor:
         """g2(t_k, u) of eq. (37), by spdekit."""
         return _as_tensor(self.spde.diffusion_amplitude(self._coeff_t(k, u.shape[0]), _np(u)), u)

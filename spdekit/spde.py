@@ -172,6 +172,18 @@ class AnisotropicSPDE:
         be = get_backend(backend, ub)
         return restore(be.drift(ub, c["alpha1"], c["inv_lam1"], self.stencil, self.spacing))
 
+    def drift_vjp(self, t, u, w, backend: str = "auto"):
+        """J^T w, J = D_u b(t, u) the Jacobian of the discretised drift (eq. 35-36 or the conservative
+        stencil) at u: the adjoint that path-space score targets need (the paper stencil is not
+        symmetric). u, w: (H, W) or (B, C, H, W); host arrays (no cupy kernel yet)."""
+        ub, restore = as_batch(u)
+        wb, _ = as_batch(w, "w")
+        if wb.shape != ub.shape:
+            raise ValueError(f"w must have the shape of u {ub.shape}; got {wb.shape}")
+        c = self.coefficients(t, ub.shape[0])
+        be = get_backend(backend, ub)
+        return restore(be.drift_vjp(ub, wb, c["alpha1"], c["inv_lam1"], self.stencil, self.spacing))
+
     def diffusion_amplitude(self, t, u, backend: str = "auto"):
         """The g2 field of eq. (37): sigma(t, u) v = g2 * v (diagonal in the grid nodes)."""
         ub, restore = as_batch(u)

@@ -32,9 +32,12 @@ def weights(tr):
     return {k: v.clone() for k, v in tr.model.state_dict().items()}
 
 
-def test_resume_is_bit_for_bit(tmp_path, tiny_config):
+@pytest.mark.parametrize("loss", ["auto", "path"])
+def test_resume_is_bit_for_bit(tmp_path, tiny_config, loss):
     """4 steps straight == 2 steps, a fresh process resuming from last.pt, 2 more steps: model,
-    EMA, optimizer, numpy and torch RNG (dropout) and the forward-path pool are all restored."""
+    EMA, optimizer, numpy and torch RNG (dropout) and the forward-path pool (with the path loss's
+    running sums) are all restored."""
+    tiny_config.write_text(TINY.replace("steps = 4", f'steps = 4\nloss = "{loss}"'))
     cfg = load_config(tiny_config)
     a = Trainer(cfg, tmp_path / "a", log=lambda *_: None)
     a.run(progress=False)

@@ -10,9 +10,10 @@ gradient g_b of every batch, and the per-batch variance mean_b |g_b - mean g|^2 
 
 ``--by-time`` instead splits the chain steps k into bins and gives, per bin, the variance of the
 gradient of ONE chain state (the loss at a k drawn uniformly in the bin, its u_k simulated from a
-training image): the transition loss for any chain (the anisotropic one included), and the
-exact-Gaussian DSM next to it for a linear chain. The loss is an average over k, so the variance of
-a batch gradient is the bin-fraction-weighted sum of these (plus the spread of the bin means).
+training image): the transition loss for any chain (the anisotropic one included), the path loss
+(genmodel.path_dsm) where it applies, and the exact-Gaussian DSM for a linear chain. The loss is an
+average over k, so the variance of a batch gradient is the bin-fraction-weighted sum of these (plus
+the spread of the bin means).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from genmodel.losses import ExactGaussianDSM, TransitionDSM  # noqa: E402
+from genmodel.path_dsm import PathDSM  # noqa: E402
 from genmodel.train import Trainer, load_config  # noqa: E402
 
 
@@ -47,11 +49,16 @@ BINS = (0.0, 0.0025, 0.01, 0.04, 0.125, 0.3, 0.55, 0.8, 1.0)  # fractions of K (
 
 
 def gradient_variance_by_time(model, process, data, per_bin: int, rng) -> list[tuple]:
-    """Rows (k_lo, k_hi, var transition, var exact or None) of single-state gradient variances."""
+    """Rows (k_lo, k_hi, var transition, var path or None, var exact or None) of single-state gradient
+    variances (path: genmodel.path_dsm, where it applies: untamed chain, additive white noise)."""
     K = process.n_steps
     edges = sorted({max(1, int(round(f * K))) for f in BINS[:-1]}) + [K + 1]  # k in [1, K]
     transition = TransitionDSM(process, data, 1, np.random.default_rng(0))
     exact = ExactGaussianDSM(process, data) if process.is_linear else None
+    try:
+        path = PathDSM(process, data, 1, np.random.default_rng(0))
+    except ValueError:
+        path = None
 
     def var(gs):
         G = torch.stack(gs)
@@ -59,16 +66,18 @@ def gradient_variance_by_time(model, process, data, per_bin: int, rng) -> list[t
 
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        g_tr, g_ex = [], []
+        g_tr, g_pa, g_ex = [], [], []
         for _ in range(per_bin):
             k = int(rng.integers(lo, hi))  # the loss at chain step k: the transition k-1 -> k
             u0 = data[torch.as_tensor(rng.integers(0, data.shape[0], 1))].to(torch.float32).contiguous()
             u = process.simulate(u0, k - 1, rng)
             t = process.transition(k - 1, u, rng)
             g_tr.append(flat_gradient(model, transition.loss_on(model, t)))
+            if path is not None:
+                g_pa.append(flat_gradient(model, path.loss_at(model, u0, k, rng)))
             if exact is not None:
                 g_ex.append(flat_gradient(model, exact.loss_at(model, u0, k, rng)))
-        rows.append((lo, hi, var(g_tr), var(g_ex) if g_ex else None))
+        rows.append((lo, hi, var(g_tr), var(g_pa) if g_pa else None, var(g_ex) if g_ex else None))
     return rows
 
 
@@ -92,10 +101,12 @@ def main(argv=None) -> int:
     if args.by_time:
         model.train()
         rows = gradient_variance_by_time(model, p, data, args.per_bin, np.random.default_rng(args.seed))
-        print(f"| chain steps k (K = {p.n_steps}) | fraction of k | transition, antithetic pair | exact-Gaussian DSM |")
-        print("|---|---|---|---|")
-        for lo, hi, vt, ve in rows:
-            print(f"| [{lo}, {hi}) | {(hi - lo) / p.n_steps:.4f} | {vt:.3g} | {'-' if ve is None else f'{ve:.3g}'} |")
+        print(f"| chain steps k (K = {p.n_steps}) | fraction of k | transition, antithetic pair | path | "
+              "exact-Gaussian DSM |")
+        print("|---|---|---|---|---|")
+        for lo, hi, vt, vp, ve in rows:
+            cells = ["-" if v is None else f"{v:.3g}" for v in (vp, ve)]
+            print(f"| [{lo}, {hi}) | {(hi - lo) / p.n_steps:.4f} | {vt:.3g} | {cells[0]} | {cells[1]} |")
         return 0
     if not p.is_linear:
         raise SystemExit("the comparison needs a linear chain (the exact loss exists only there)")

@@ -283,6 +283,14 @@ def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None):
     return res
 
 
+def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
+    """Not implemented on the GPU: the drift's adjoint runs on the host backends (numpy, numba)."""
+    raise NotImplementedError(
+        "drift_vjp (the adjoint of the drift, used by genmodel's 'path' loss) has no cupy kernel yet; "
+        "pass host arrays (numpy/numba backends)"
+    )
+
+
 def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0):
     u = cp.ascontiguousarray(u)
     res = cp.empty_like(u)

@@ -20,9 +20,12 @@ branch in every division and keeps LLVM from vectorising the diffusivity loops (
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from . import stencil_tables
 from .numpy_backend import circulant_apply  # noqa: F401  (FFTs: scipy.fft is already threaded)
 
 name = "numba"
@@ -440,6 +443,52 @@ def _em_sample_kernel(u, dW, C, dt, tamed, gamma, rms, a1, il1, a2, il2, inv_h2,
     return probe
 
 
+@njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
+def _drift_vjp_kernel(u, w, a, il, nb, xi, xw, yi, yw, inv_h2, out):
+    """J^T w per plane: the scatter of :mod:`.stencil_tables` (the loop of numpy_backend.drift_vjp).
+    Per direction, a gather pass (vectorisable: the differences, g and its derivative) and a
+    scatter pass."""
+    P, D = u.shape
+    ND, _, NT = xi.shape
+    for p in prange(P):
+        up = u[p]
+        wp = w[p]
+        op = out[p]
+        wc = np.empty(D, dtype=u.dtype)
+        rx = np.empty(D, dtype=u.dtype)
+        ry = np.empty(D, dtype=u.dtype)
+        for j in range(D):
+            op[j] = 0
+        ap = a[p]
+        ilp = il[p]
+        for d in range(ND):
+            nbd = nb[d]
+            xid = xi[d]
+            xwd = xw[d]
+            yid = yi[d]
+            ywd = yw[d]
+            for i in range(D):
+                X = up[xid[i, 0]] * xwd[i, 0]
+                Y = up[yid[i, 0]] * ywd[i, 0]
+                for t in range(1, NT):
+                    X += up[xid[i, t]] * xwd[i, t]
+                    Y += up[yid[i, t]] * ywd[i, t]
+                q = 1 + (X * X + Y * Y) * ilp
+                sq = np.sqrt(q)
+                wc[i] = wp[i] * ap / sq
+                r = wp[i] * (up[nbd[i]] - up[i]) * (-ap * ilp / (q * sq))
+                rx[i] = r * X
+                ry[i] = r * Y
+            for i in range(D):
+                op[nbd[i]] += wc[i]
+                op[i] -= wc[i]
+                for t in range(NT):
+                    op[xid[i, t]] += rx[i] * xwd[i, t]
+                    op[yid[i, t]] += ry[i] * ywd[i, t]
+        for j in range(D):
+            op[j] *= inv_h2
+
+
 # ----------------------------------------------------------------------------- public API
 
 
@@ -471,6 +520,31 @@ def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None):
         dt.type(1.0 / h), dt.type(1.0 / (h * h)), dt.type(1.0), res,
     )
     return res.reshape(u.shape)
+
+
+@lru_cache(maxsize=16)
+def _vjp_tables(shape, stencil, dtype):
+    """The stencil tables with int32 indices and weights in the state's dtype (kernel inputs)."""
+    nb, xi, xw, yi, yw = stencil_tables.tables(shape, stencil)
+    nt = max(1, int(np.max(np.nonzero((xw != 0).any((0, 1)) | (yw != 0).any((0, 1)))[0])) + 1)  # terms in use
+    xi, xw, yi, yw = (a[..., :nt] for a in (xi, xw, yi, yw))
+    i32 = [np.ascontiguousarray(a, dtype=np.int32) for a in (nb, xi, yi)]
+    return i32[0], i32[1], np.ascontiguousarray(xw, dtype=dtype), i32[2], np.ascontiguousarray(yw, dtype=dtype)
+
+
+def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
+    """Same contract as :func:`.numpy_backend.drift_vjp` (J^T w of the drift), one task per plane."""
+    B, C, H, W = u.shape
+    dt = u.dtype
+    up = np.ascontiguousarray(u).reshape(B * C, H * W)
+    wp = np.ascontiguousarray(w, dtype=dt).reshape(B * C, H * W)
+    nb, xi, xw, yi, yw = _vjp_tables((H, W), stencil, dt)
+    h2 = float(spacing) ** 2
+    il = np.asarray(inv_lam2, dtype=np.float64) / h2
+    out = np.empty_like(up)
+    _drift_vjp_kernel(up, wp, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), nb, xi, xw, yi, yw,
+                      dt.type(1.0 / h2), out)
+    return out.reshape(u.shape)
 
 
 def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0):

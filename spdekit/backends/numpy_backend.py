@@ -45,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
+from . import stencil_tables
+
 name = "numpy"
 
 
@@ -145,6 +147,31 @@ def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0):
     if stencil == "paper":
         return drift_paper(u, alpha, inv_lam2, spacing)
     return drift_conservative(u, alpha, inv_lam2, spacing)
+
+
+def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
+    """J^T w with J = d b / d u the Jacobian of the drift (either stencil) at u: the adjoint sum of
+    :mod:`.stencil_tables` (the stencil as index tables; the paper stencil is not symmetric, so
+    J^T != J). u, w: (B, C, H, W); per-sample alpha, inv_lam2 of shape (B,)."""
+    nb, xi, xw, yi, yw = stencil_tables.tables(u.shape[-2:], stencil)
+    flat = u.reshape(u.shape[:-2] + (-1,))
+    wf = w.reshape(flat.shape).astype(u.dtype, copy=False)
+    a = _col(alpha, flat[..., None])[..., 0]
+    il = _col(np.asarray(inv_lam2) / (spacing * spacing), flat[..., None])[..., 0]
+    out = np.zeros_like(flat)
+    lead = (slice(None),) * (flat.ndim - 1)
+    for d in range(stencil_tables.N_DIRECTIONS):
+        X = (flat[..., xi[d]] * xw[d]).sum(-1)
+        Y = (flat[..., yi[d]] * yw[d]).sum(-1)
+        q = 1 + (X * X + Y * Y) * il
+        c = a / np.sqrt(q)
+        np.add.at(out, lead + (nb[d],), wf * c)
+        out -= wf * c
+        r = wf * (flat[..., nb[d]] - flat) * (-a * il / (q * np.sqrt(q)))  # w (u_n - u_i) dg/dX / X
+        for t in range(stencil_tables.N_TERMS):
+            np.add.at(out, lead + (xi[d, :, t],), r * X * xw[d, :, t])
+            np.add.at(out, lead + (yi[d, :, t],), r * Y * yw[d, :, t])
+    return (out / (spacing * spacing)).reshape(u.shape)
 
 
 def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0):
