@@ -131,3 +131,16 @@ def test_lr_schedule_warmup_then_cosine_to_lr_final():
         load_config({"train": {"lr_schedule": "step"}})
     with pytest.raises(ValueError, match="lr_final"):
         load_config({"train": {"lr_final": 2.0}})
+
+
+@pytest.mark.parametrize("name", ["digits16_anisotropic", "digits16_anisotropic_path", "digits16_isotropic",
+                                  "digits16_flow_matching"])
+def test_shipped_configs_load(name):
+    """The configs under genmodel/configs parse and name a known loss (a typo would only show after
+    a 25-minute training started)."""
+    from pathlib import Path
+
+    from genmodel.losses import LOSSES
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "genmodel" / "configs" / f"{name}.toml")
+    assert cfg["train"]["loss"] in LOSSES + ("flow_matching",)
