@@ -168,6 +168,12 @@ class TransitionPool:
 
     def __init__(self, process: SPDEProcess, data: torch.Tensor, size: int, rng: np.random.Generator,
                  advance: int = 1):
+        self._configure(process, data, size, advance)
+        self.k = rng.integers(0, process.n_steps, self.size)
+        self.u = process.simulate(self._fresh(self.size, rng), self.k, rng)
+
+    def _configure(self, process, data, size, advance):
+        """Check and store the pool's parameters (shared with :class:`genmodel.path_dsm.PathPool`)."""
         self.process = process
         self.data = data
         self.size = int(size)
@@ -177,10 +183,6 @@ class TransitionPool:
         if not 1 <= self.advance <= process.n_steps:
             raise ValueError(f"pool advance (chain steps per draw) must be in [1, K = {process.n_steps}], "
                              f"got {advance}")
-        K = process.n_steps
-        self.k = rng.integers(0, K, self.size)
-        u0 = self._fresh(self.size, rng)
-        self.u = process.simulate(u0, self.k, rng)
 
     def _fresh(self, n, rng):
         return self.data[torch.as_tensor(rng.integers(0, self.data.shape[0], n))].to(torch.float32).contiguous()

@@ -60,6 +60,7 @@ from spdekit import AnisotropicSPDE
 from spdekit.linear import LinearChain
 from spdekit.spectral import from_modes, to_modes
 
+from .losses import TransitionPool, weighted_dsm_loss
 from .processes import SPDEProcess
 
 
@@ -126,27 +127,16 @@ class PathTargets:
         return u, V
 
 
-class PathPool:
-    """Forward paths for the path loss, moved one chain step per draw (as
-    :class:`genmodel.losses.TransitionPool`): ``size`` chains at staggered steps, each with its V."""
+class PathPool(TransitionPool):
+    """Forward paths for the path loss, moved ``advance`` chain steps per draw as in
+    :class:`genmodel.losses.TransitionPool`: ``size`` chains at staggered steps, each with its V."""
 
     def __init__(self, process: SPDEProcess, data: torch.Tensor, size: int, rng: np.random.Generator,
                  advance: int = 1):
-        self.size = int(size)
-        if self.size < 1:
-            raise ValueError(f"pool size must be >= 1, got {size}")
-        self.advance = int(advance)
-        if not 1 <= self.advance <= process.n_steps:
-            raise ValueError(f"pool advance (chain steps per draw) must be in [1, K = {process.n_steps}], "
-                             f"got {advance}")
-        self.process = process
-        self.data = data
+        self._configure(process, data, size, advance)
         self.paths = PathTargets(process, data.shape)
         self.k = rng.integers(0, process.n_steps, self.size)
         self.u, self.V = self.paths.simulate(self._fresh(self.size, rng), self.k, rng)
-
-    def _fresh(self, n, rng):
-        return self.data[torch.as_tensor(rng.integers(0, self.data.shape[0], n))].to(torch.float32).contiguous()
 
     def draw(self, batch: int, rng: np.random.Generator):
         """Move every chain ``advance`` steps (chains at K restart from fresh images first); return
@@ -186,15 +176,11 @@ class PathDSM:
         self.pool = PathPool(process, data, pool_size, rng, pool_advance)
 
     def __call__(self, model, batch: int, rng: np.random.Generator) -> torch.Tensor:
-        from .losses import weighted_dsm_loss
-
         k, u, target = self.pool.draw(batch, rng)
         return weighted_dsm_loss(model, self.process, k, u, target)
 
     def loss_at(self, model, u0: torch.Tensor, k, rng: np.random.Generator) -> torch.Tensor:
         """The loss on given data images ``u0`` at given chain steps ``k`` (>= 1), paths drawn from ``rng``."""
-        from .losses import weighted_dsm_loss
-
         k = np.broadcast_to(np.asarray(k, dtype=np.int64), (u0.shape[0],))
         if k.min() < 1:
             raise ValueError("the path loss needs k >= 1 (the score of u_0 is the data's)")
