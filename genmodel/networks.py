@@ -362,14 +362,9 @@ class ScoreModel(nn.Module):
             channels, shape = net.shape[0], tuple(net.shape[-2:])
         reference = None
         if parameterization in ("reference", "moments"):
-            from spdekit import AnisotropicSPDE
             from spdekit.linear import LinearChain
 
-            sp = process.spde
-            lin = AnisotropicSPDE(alpha1=sp.alpha1, lambda1=float("inf"), alpha2=sp.alpha2, lambda2=float("inf"),
-                                  correlation_length=sp.correlation_length, stencil="conservative",
-                                  noise_kind=sp.noise.kind, spacing=sp.spacing)
-            chain = LinearChain(lin, shape, process.dt, process.n_steps)
+            chain = LinearChain(process.spde.linearised("conservative"), shape, process.dt, process.n_steps)
             P, c = chain.diagonal_tables()
             reference = (P, c) + chain.mode_matrices() + (parameterization,)
         model = cls(net, process.sigma2, process.dt, process.T, sigma_data, reference, channels)

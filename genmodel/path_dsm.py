@@ -56,7 +56,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spdekit import AnisotropicSPDE
 from spdekit.linear import LinearChain
 from spdekit.spectral import from_modes, to_modes
 
@@ -82,9 +81,7 @@ class PathTargets:
         _check(process)
         self.process = process
         sp = process.spde
-        lin = AnisotropicSPDE(alpha1=sp.alpha1, lambda1=float("inf"), alpha2=sp.alpha2, lambda2=float("inf"),
-                              stencil="conservative", spacing=sp.spacing)
-        chain = LinearChain(lin, tuple(shape[-2:]), process.dt, process.n_steps)
+        chain = LinearChain(sp.linearised("conservative"), tuple(shape[-2:]), process.dt, process.n_steps)
         _, self.c = chain.diagonal_tables()  # (K+1, H, W)
         self.f = chain.step_factors  # (K, H, W)
         self.mu = chain.mu
@@ -112,7 +109,8 @@ class PathTargets:
         return torch.as_tensor(from_modes(-V / self.c[k][:, None], "conservative"), dtype=like.dtype)
 
     def simulate(self, u0: torch.Tensor, k, rng: np.random.Generator):
-        """(u_k, target_k) for every image of u0 run to its own step k (int or (B,) array, >= 0)."""
+        """(u_k, V_k) for every image of u0 run to its own step k (int or (B,) array, >= 0); the target is
+        :meth:`target` of V_k."""
         B = u0.shape[0]
         k = np.broadcast_to(np.asarray(k, dtype=np.int64), (B,))
         if k.min() < 0 or k.max() > self.process.n_steps:

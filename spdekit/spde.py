@@ -122,6 +122,14 @@ class AnisotropicSPDE:
         """True for the linear heat/noise equation (25): lambda1 = lambda2 = inf."""
         return self.is_additive and isinstance(self.lambda1, S.Constant) and self.lambda1.v == float("inf")
 
+    def linearised(self, stencil: str = "conservative") -> AnisotropicSPDE:
+        """The same SPDE with lambda1 = lambda2 = inf (g1 = alpha1, g2 = alpha2: the heat equation (17)
+        with this schedule), on ``stencil``: the linear chain whose exact law (:class:`spdekit.LinearChain`)
+        serves as a Gaussian reference for a nonlinear one."""
+        return AnisotropicSPDE(alpha1=self.alpha1, lambda1=float("inf"), alpha2=self.alpha2, lambda2=float("inf"),
+                               correlation_length=self.correlation_length, stencil=stencil,
+                               noise_kind=self.noise.kind, spacing=self.spacing)
+
     def grid(self, shape) -> Grid:
         return Grid(tuple(shape)[-2:], self.spacing)
 

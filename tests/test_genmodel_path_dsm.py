@@ -86,10 +86,7 @@ class _LinearVJP:
         return getattr(self.p, name)
 
     def drift_vjp(self, k, u, w):
-        from spdekit import AnisotropicSPDE
-        sp = self.p.spde
-        lin = AnisotropicSPDE(alpha1=sp.alpha1, lambda1=float("inf"), alpha2=sp.alpha2, lambda2=float("inf"),
-                              stencil="conservative")
+        lin = self.p.spde.linearised("conservative")
         t = np.asarray(k, dtype=np.float64) * self.p.dt
         return torch.as_tensor(lin.drift_vjp(t, u.numpy(), w.numpy()))
 

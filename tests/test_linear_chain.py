@@ -141,3 +141,15 @@ def test_pure_noise_law_is_diagonal_whatever_the_stencil(stencil):
     for kk in (1, 40, 100):
         s2 = law.accumulated_noise(kk)
         np.testing.assert_allclose(law.covariance(kk), s2 * np.eye(30), rtol=1e-12, atol=1e-15)
+
+
+def test_linearised_spde_keeps_the_schedules():
+    from spdekit import AnisotropicSPDE
+
+    spde = AnisotropicSPDE.paper_anisotropic(16, correlation_length=1.5)
+    lin = spde.linearised("conservative")
+    t = np.linspace(0, 2, 7)
+    assert lin.is_linear and not spde.is_linear and lin.stencil == "conservative"
+    np.testing.assert_array_equal(lin.alpha1(t), spde.alpha1(t))
+    np.testing.assert_array_equal(lin.alpha2(t), spde.alpha2(t))
+    assert lin.correlation_length == 1.5 and lin.spacing == spde.spacing
