@@ -133,7 +133,7 @@ def test_lr_schedule_warmup_then_cosine_to_lr_final():
         load_config({"train": {"lr_final": 2.0}})
 
 
-@pytest.mark.parametrize("name", ["digits16_anisotropic", "digits16_anisotropic_path", "digits16_isotropic",
+@pytest.mark.parametrize("name", ["digits16_anisotropic", "digits16_anisotropic_transition", "digits16_isotropic",
                                   "digits16_flow_matching"])
 def test_shipped_configs_load(name):
     """The configs under genmodel/configs parse and name a known loss (a typo would only show after
