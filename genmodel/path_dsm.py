@@ -140,16 +140,17 @@ class PathPool(TransitionPool):
         """Move every chain ``advance`` steps (chains at K restart from fresh images first); return
         (k, u_k, target_k) of ``batch`` random chains, all with k >= 1."""
         for _ in range(self.advance):
-            done = np.nonzero(self.k >= self.process.n_steps)[0]
-            if done.size:
-                self.u[torch.as_tensor(done)] = self._fresh(done.size, rng)
-                self.V[done] = 0.0
-                self.k[done] = 0
+            self._restart_finished(rng)
             self.u, self.V = self.paths.step(self.k, self.u, self.V, rng)
             self.k = self.k + 1
         idx = rng.choice(self.size, size=min(batch, self.size), replace=False)
         k = self.k[idx].copy()
         return k, self.u[torch.as_tensor(idx)], self.paths.target(k, self.V[idx], self.u)
+
+    def _restart_finished(self, rng):
+        """Chains at K restart from fresh images at k = 0 with V = 0."""
+        self.V[self.k >= self.process.n_steps] = 0.0
+        super()._restart_finished(rng)
 
     def state_dict(self) -> dict:
         return {"u": self.u.clone(), "k": torch.as_tensor(self.k), "V": torch.as_tensor(self.V)}

@@ -103,6 +103,11 @@ def test_pool_draws_and_restores(digits16):
     a = loss.pool.draw(8, np.random.default_rng(4))
     b = other.pool.draw(8, np.random.default_rng(4))
     assert all(torch.equal(x, y) for x, y in zip(a[1:], b[1:])) and np.array_equal(a[0], b[0])
+    # a chain that reaches K restarts from a fresh image with its running sum cleared
+    loss.pool.k[0], loss.pool.V[0] = p.n_steps, 1e9
+    loss.pool.advance = 1
+    loss.pool.draw(4, np.random.default_rng(5))
+    assert loss.pool.k[0] == 1 and np.abs(loss.pool.V[0]).max() < 1
     with pytest.raises(ValueError, match="k >= 1"):
         loss.loss_at(lambda t, x: x, digits16[:2], 0, np.random.default_rng(0))
 

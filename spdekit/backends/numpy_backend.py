@@ -153,7 +153,8 @@ def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
     """J^T w with J = d b / d u the Jacobian of the drift (either stencil) at u: the adjoint sum of
     :mod:`.stencil_tables` (the stencil as index tables; the paper stencil is not symmetric, so
     J^T != J). u, w: (B, C, H, W); per-sample alpha, inv_lam2 of shape (B,)."""
-    nb, xi, xw, yi, yw = stencil_tables.tables(u.shape[-2:], stencil)
+    tabs = stencil_tables.tables(u.shape[-2:], stencil)
+    nb, xi, xw, yi, yw = tabs
     flat = u.reshape(u.shape[:-2] + (-1,))
     wf = w.reshape(flat.shape).astype(u.dtype, copy=False)
     a = _col(alpha, flat[..., None])[..., 0]
@@ -161,10 +162,7 @@ def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
     out = np.zeros_like(flat)
     lead = (slice(None),) * (flat.ndim - 1)
     for d in range(stencil_tables.N_DIRECTIONS):
-        X = (flat[..., xi[d]] * xw[d]).sum(-1)
-        Y = (flat[..., yi[d]] * yw[d]).sum(-1)
-        q = 1 + (X * X + Y * Y) * il
-        c = a / np.sqrt(q)
+        X, Y, q, c = stencil_tables.diffusivity(flat, tabs, d, a, il)
         np.add.at(out, lead + (nb[d],), wf * c)
         out -= wf * c
         r = wf * (flat[..., nb[d]] - flat) * (-a * il / (q * np.sqrt(q)))  # w (u_n - u_i) dg/dX / X

@@ -118,19 +118,28 @@ def tables(shape: tuple, stencil: str):
     return nb, xi, xw, yi, yw
 
 
+def diffusivity(flat, tabs, d, a, il):
+    """(X, Y, q, c) of direction d for flat fields (..., D): the two differences, q = 1 + (X^2 + Y^2) il
+    and c = a / sqrt(q) (eq. 9)."""
+    nb, xi, xw, yi, yw = tabs
+    X = (flat[..., xi[d]] * xw[d]).sum(-1)
+    Y = (flat[..., yi[d]] * yw[d]).sum(-1)
+    q = 1 + (X * X + Y * Y) * il
+    return X, Y, q, a / np.sqrt(q)
+
+
 def forward(u, alpha, inv_lam2, stencil, spacing=1.0):
     """The drift from the tables (numpy, (B, C, H, W) or (H, W) with scalar coefficients per sample):
     only for testing the tables against the stencils of :mod:`.numpy_backend`."""
     u = np.asarray(u)
-    nb, xi, xw, yi, yw = tables(u.shape[-2:], stencil)
+    tabs = tables(u.shape[-2:], stencil)
+    nb = tabs[0]
     flat = u.reshape(u.shape[:-2] + (-1,))
     a = np.asarray(alpha, dtype=np.float64).reshape((-1,) + (1,) * (flat.ndim - 1)) if np.ndim(alpha) else alpha
     il = np.asarray(inv_lam2, dtype=np.float64) / spacing**2
     il = il.reshape((-1,) + (1,) * (flat.ndim - 1)) if np.ndim(il) else il
     b = np.zeros_like(flat)
     for d in range(N_DIRECTIONS):
-        X = (flat[..., xi[d]] * xw[d]).sum(-1)
-        Y = (flat[..., yi[d]] * yw[d]).sum(-1)
-        c = a / np.sqrt(1 + (X * X + Y * Y) * il)
+        c = diffusivity(flat, tabs, d, a, il)[3]
         b = b + c * (flat[..., nb[d]] - flat)
     return (b / spacing**2).reshape(u.shape)
