@@ -26,7 +26,8 @@ It is used by the tests to check the samplers (the pushforward of N(0, I) must b
 Training goes through :class:`FlowMatchingTrainer`, a :class:`genmodel.train.Trainer` with the
 flow-matching loss and export; a TOML config selects it with ``[process] preset = "flow_matching"``
 (optional ``sigma_min``) or ``[train] loss = "flow_matching"``. The SPDE-only keys ([process] T, dt,
-solver; [sampling] corrector_steps, snr; [network] score_param) are ignored; ``[sampling] steps``
+solver; [sampling] corrector_steps, snr; [network] score_param) are ignored ([train] time_weight_power
+other than 0 is an error); ``[sampling] steps``
 and ``method`` ("heun" default, or "euler") set the ODE sampler.
 """
 
@@ -217,6 +218,9 @@ class FlowMatchingTrainer(Trainer):
         return VelocityModel(self.net)
 
     def _make_loss(self):
+        if self.cfg["train"].get("time_weight_power", 0.0) != 0:
+            raise ValueError("[train] time_weight_power is a time measure of the SPDE losses; flow matching draws its "
+                             "path time uniformly (leave it at 0)")
         return FlowMatchingLoss(self.process, self.local_data)
 
     def export(self, path=None, prior_seed: int = 0):

@@ -11,6 +11,14 @@ k and no time dominates the loss (Song et al. 2021 use lambda = sigma^2 for the 
 the :class:`genmodel.networks.ScoreModel` parameterisation s = F / sigma_k the weighted loss is the
 plain squared error of F.
 
+The time measure. The states are drawn with k uniform on {1..K} (eq. 4's U_I) by default. With
+``time_weight_power`` p > 0 they are drawn with probability proportional to (t_k / T)^p instead, i.e.
+zeta(t) = lambda (t / T)^p in eq. (4)-(5): the minimiser (the score at every k) is the same, but a
+network of limited size spends more of its fit, and a run of limited length more of its draws, on
+late times. Drawing (rather than multiplying the loss by (t_k / T)^p) keeps the gradient noise of
+the down-weighted states out of the batch. The pools draw their ``batch`` states without replacement
+among ``size`` chains, so the proportionality holds up to O(batch / size).
+
 1. Exact-Gaussian denoising score matching (:class:`ExactGaussianDSM`, linear chains only)
 ------------------------------------------------------------------------------------------
 For a linear chain u_k | u_0 ~ N(A_k u_0, C_k) exactly (spdekit.linear), so (Vincent 2011)
@@ -77,6 +85,8 @@ the adjoint of the drift (spdekit) along the path, untamed EM and additive white
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -109,6 +119,22 @@ def _times(k, dtype) -> torch.Tensor:
     return torch.as_tensor(np.asarray(k, dtype=np.float64), dtype=dtype)
 
 
+def time_draw_probabilities(k, n_steps: int, power: float):
+    """Probabilities proportional to (k / K)^power over the step indices ``k`` (>= 1): the time measure
+    of the module doc; ``None`` for power 0 (uniform: callers then draw without weights)."""
+    if power == 0:
+        return None
+    w = (np.asarray(k, dtype=np.float64) / n_steps) ** power
+    return w / w.sum()
+
+
+def check_time_weight_power(power) -> float:
+    power = float(power)
+    if not (math.isfinite(power) and power >= 0):
+        raise ValueError(f"time_weight_power must be a finite number >= 0 (0: uniform in t), got {power}")
+    return power
+
+
 def weighted_dsm_loss(model, process: SPDEProcess, k, u: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean_b lambda_{k_b} |s_theta(t_k, u_b) - target_b|^2 / D, lambda_k = sigma_k^2 (module doc)."""
     s = model(_times(k * process.dt, u.dtype), u)
@@ -121,16 +147,19 @@ class ExactGaussianDSM:
 
     name = "exact"
 
-    def __init__(self, process: SPDEProcess, data: torch.Tensor):
+    def __init__(self, process: SPDEProcess, data: torch.Tensor, time_weight_power: float = 0.0):
         if not process.is_linear:
             raise ValueError("the exact-Gaussian loss needs a linear chain (lambda1 = lambda2 = inf, untamed EM); "
                              "use loss='transition'")
         self.process = process
         self.data = data
+        self.time_weight_power = check_time_weight_power(time_weight_power)
 
     def __call__(self, model, batch: int, rng: np.random.Generator) -> torch.Tensor:
         u0 = self.data[torch.as_tensor(rng.integers(0, self.data.shape[0], batch))].contiguous()
-        k = rng.integers(1, self.process.n_steps + 1, batch)
+        K = self.process.n_steps
+        p = time_draw_probabilities(np.arange(1, K + 1), K, self.time_weight_power)
+        k = rng.integers(1, K + 1, batch) if p is None else rng.choice(np.arange(1, K + 1), size=batch, p=p)
         return self.loss_at(model, u0, k, rng)
 
     def loss_at(self, model, u0: torch.Tensor, k, rng: np.random.Generator) -> torch.Tensor:
@@ -167,13 +196,14 @@ class TransitionPool:
     """
 
     def __init__(self, process: SPDEProcess, data: torch.Tensor, size: int, rng: np.random.Generator,
-                 advance: int = 1):
-        self._configure(process, data, size, advance)
+                 advance: int = 1, time_weight_power: float = 0.0):
+        self._configure(process, data, size, advance, time_weight_power)
         self.k = rng.integers(0, process.n_steps, self.size)
         self.u = process.simulate(self._fresh(self.size, rng), self.k, rng)
 
-    def _configure(self, process, data, size, advance):
+    def _configure(self, process, data, size, advance, time_weight_power=0.0):
         """Check and store the pool's parameters (shared with :class:`genmodel.path_dsm.PathPool`)."""
+        self.time_weight_power = check_time_weight_power(time_weight_power)
         self.process = process
         self.data = data
         self.size = int(size)
@@ -183,6 +213,11 @@ class TransitionPool:
         if not 1 <= self.advance <= process.n_steps:
             raise ValueError(f"pool advance (chain steps per draw) must be in [1, K = {process.n_steps}], "
                              f"got {advance}")
+
+    def _pick(self, batch: int, target_k, rng: np.random.Generator) -> np.ndarray:
+        """Indices of ``batch`` distinct chains, weighted by the time measure at their target steps."""
+        p = time_draw_probabilities(target_k, self.process.n_steps, self.time_weight_power)
+        return rng.choice(self.size, size=min(batch, self.size), replace=False, p=p)
 
     def _fresh(self, n, rng):
         return self.data[torch.as_tensor(rng.integers(0, self.data.shape[0], n))].to(torch.float32).contiguous()
@@ -199,7 +234,7 @@ class TransitionPool:
             self.k = self.k + 1
             self._restart_finished(rng)
         tr = self.process.transition(self.k, self.u, rng)
-        idx = rng.choice(self.size, size=min(batch, self.size), replace=False)
+        idx = self._pick(batch, self.k + 1, rng)
         it = torch.as_tensor(idx)
         out = Transition(k=self.k[idx].copy(), u=tr.u[it], mean=tr.mean[it], eps=tr.eps[it])
         self.u = tr.next.contiguous()
@@ -223,7 +258,7 @@ class TransitionDSM:
     name = "transition"
 
     def __init__(self, process: SPDEProcess, data: torch.Tensor, pool_size: int, rng: np.random.Generator,
-                 antithetic: bool = True, pool_advance: int = 1):
+                 antithetic: bool = True, pool_advance: int = 1, time_weight_power: float = 0.0):
         spde = process.spde
         if not (spde.is_additive or spde.noise.is_white):
             raise NotImplementedError(
@@ -232,7 +267,7 @@ class TransitionDSM:
             )
         self.process = process
         self.antithetic = bool(antithetic)
-        self.pool = TransitionPool(process, data, pool_size, rng, pool_advance)
+        self.pool = TransitionPool(process, data, pool_size, rng, pool_advance, time_weight_power)
 
     def loss_on(self, model, tr: Transition) -> torch.Tensor:
         p = self.process
@@ -275,19 +310,19 @@ class TransitionDSM:
 
 
 def make_loss(kind: str, process: SPDEProcess, data: torch.Tensor, rng: np.random.Generator,
-              pool_size: int = 2048, antithetic: bool = True, pool_advance: int = 1):
+              pool_size: int = 2048, antithetic: bool = True, pool_advance: int = 1, time_weight_power: float = 0.0):
     """"exact", "transition", "path" (:mod:`genmodel.path_dsm`), or "auto" (exact for linear chains,
-    transition otherwise)."""
+    transition otherwise); ``time_weight_power``: the time measure of the module doc (0: uniform)."""
     if kind == "auto":
         kind = "exact" if process.is_linear else "transition"
     if kind == "exact":
-        return ExactGaussianDSM(process, data)
+        return ExactGaussianDSM(process, data, time_weight_power)
     if kind == "transition":
-        return TransitionDSM(process, data, pool_size, rng, antithetic, pool_advance)
+        return TransitionDSM(process, data, pool_size, rng, antithetic, pool_advance, time_weight_power)
     if kind == "path":
         from .path_dsm import PathDSM
 
-        return PathDSM(process, data, pool_size, rng, pool_advance)
+        return PathDSM(process, data, pool_size, rng, pool_advance, time_weight_power)
     raise ValueError(f"loss must be one of 'auto', {LOSSES}; got {kind!r}")
 
 

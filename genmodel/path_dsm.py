@@ -130,8 +130,8 @@ class PathPool(TransitionPool):
     :class:`genmodel.losses.TransitionPool`: ``size`` chains at staggered steps, each with its V."""
 
     def __init__(self, process: SPDEProcess, data: torch.Tensor, size: int, rng: np.random.Generator,
-                 advance: int = 1):
-        self._configure(process, data, size, advance)
+                 advance: int = 1, time_weight_power: float = 0.0):
+        self._configure(process, data, size, advance, time_weight_power)
         self.paths = PathTargets(process, data.shape)
         self.k = rng.integers(0, process.n_steps, self.size)
         self.u, self.V = self.paths.simulate(self._fresh(self.size, rng), self.k, rng)
@@ -143,7 +143,7 @@ class PathPool(TransitionPool):
             self._restart_finished(rng)
             self.u, self.V = self.paths.step(self.k, self.u, self.V, rng)
             self.k = self.k + 1
-        idx = rng.choice(self.size, size=min(batch, self.size), replace=False)
+        idx = self._pick(batch, self.k, rng)
         k = self.k[idx].copy()
         return k, self.u[torch.as_tensor(idx)], self.paths.target(k, self.V[idx], self.u)
 
@@ -169,10 +169,10 @@ class PathDSM:
     name = "path"
 
     def __init__(self, process: SPDEProcess, data: torch.Tensor, pool_size: int, rng: np.random.Generator,
-                 pool_advance: int = 1):
+                 pool_advance: int = 1, time_weight_power: float = 0.0):
         self.process = process
         self.data = data
-        self.pool = PathPool(process, data, pool_size, rng, pool_advance)
+        self.pool = PathPool(process, data, pool_size, rng, pool_advance, time_weight_power)
 
     def __call__(self, model, batch: int, rng: np.random.Generator) -> torch.Tensor:
         k, u, target = self.pool.draw(batch, rng)

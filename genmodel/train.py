@@ -44,7 +44,7 @@ from .distributed import (
     share_of,
     split_evenly,
 )
-from .losses import make_loss
+from .losses import check_time_weight_power, make_loss
 from .networks import ScoreModel, UNet, UNetConfig, count_parameters
 from .processes import SPDEProcess
 from .sampling import GaussianPrior
@@ -54,7 +54,8 @@ DEFAULTS = {
     "process": {"preset": "paper_anisotropic", "T": 2.0, "dt": 1e-3, "solver": "euler_maruyama"},
     "network": {},
     "train": {"steps": 6000, "batch": 64, "lr": 2e-4, "ema": 0.999, "grad_clip": 1.0, "warmup": 200,
-              "loss": "auto", "pool": 2048, "pool_advance": 1, "antithetic": True, "checkpoint_every": 500, "seed": 0,
+              "loss": "auto", "pool": 2048, "pool_advance": 1, "time_weight_power": 0.0, "antithetic": True,
+              "checkpoint_every": 500, "seed": 0,
               "threads": 0, "log_every": 25, "sigma_data": 0.5, "device": "auto", "lr_schedule": "constant",
               "lr_final": 0.1},
     "prior": {"replicates": 4},
@@ -106,6 +107,7 @@ def load_config(path_or_dict) -> dict:
         raise ValueError("[train] lr and grad_clip must be > 0")
     if tr["lr_schedule"] not in LR_SCHEDULES:
         raise ValueError(f"[train] lr_schedule must be one of {LR_SCHEDULES}, got {tr['lr_schedule']!r}")
+    check_time_weight_power(tr["time_weight_power"])
     if not 0 <= tr["lr_final"] <= 1:
         raise ValueError(f"[train] lr_final (a fraction of lr) must lie in [0, 1], got {tr['lr_final']!r}")
     return cfg
@@ -224,7 +226,7 @@ class Trainer:
     def _make_loss(self):
         tr = self.cfg["train"]
         return make_loss(tr["loss"], self.process, self.local_data, self.rng, self.local_pool, tr["antithetic"],
-                         tr["pool_advance"])
+                         tr["pool_advance"], tr["time_weight_power"])
 
     def _wrap(self, model):
         """The module the loss calls: DDP over the model under torchrun; moved to the device."""

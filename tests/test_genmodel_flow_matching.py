@@ -129,6 +129,14 @@ method = "euler"
 """, prior=False)
 
 
+def test_time_weight_power_is_rejected(tmp_path):
+    """The SPDE losses' time measure does not apply to flow matching: a config setting it is an error."""
+    cfg_path = tmp_path / "fm.toml"
+    cfg_path.write_text(TINY.replace("steps = 40", "steps = 40\ntime_weight_power = 1.0"))
+    with pytest.raises(ValueError, match="time_weight_power"):
+        make_trainer(load_config(cfg_path), tmp_path / "run", log=lambda *_: None)
+
+
 def test_training_reduces_the_loss_and_cli(tmp_path):
     """40 Adam steps on 8x8 digits lower the CFM loss on a fixed evaluation set (512 draws of (x0, x1, t),
     the same before and after); then export, load and sample through the CLI."""
