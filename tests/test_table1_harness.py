@@ -43,3 +43,24 @@ def test_table1_runs_in_parallel_and_resumes(table1, tmp_path, capsys):
     assert capsys.readouterr().out.count("done before") == 2
     with pytest.raises(SystemExit, match="--jobs"):
         table1.main(args + ["--jobs", "0"])
+    # a finished run is reused only for the config that made it
+    with pytest.raises(SystemExit, match="another config .*train.steps"):
+        table1.main([a if a != "2" else "3" for a in args])
+
+
+def test_run_folder_check(table1, tmp_path):
+    table1.PROFILE.clear()
+    table1.PROFILE.update(table1.PROFILES["quick"])
+    path = table1.make_config("anisotropic", table1.PROFILE, 16, 0)
+    transition = table1.make_config("anisotropic_transition", table1.PROFILE, 16, 0)
+    assert path["train"]["loss"] == "path" and transition["train"]["loss"] == "transition"
+    run = tmp_path / "anisotropic_16px_seed0"
+    table1.check_run_folder(run, path)  # a new folder: writes config.json
+    table1.check_run_folder(run, path)  # the same config: fine
+    with pytest.raises(SystemExit, match="train.loss"):
+        table1.check_run_folder(run, transition)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "last.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="no config.json"):
+        table1.check_run_folder(old, path)

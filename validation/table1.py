@@ -64,9 +64,15 @@ METHODS = {
     "isotropic": {"label": "Ours (isotropic) (heat, eq. 17)",
                   "process": {"preset": "paper_isotropic", "stencil": "conservative"}, "loss": "exact"},
     "anisotropic": {"label": "Ours (anisotropic) (eq. 14-16)",
-                    "process": {"preset": "paper_anisotropic", "stencil": "paper"}, "loss": "transition"},
+                    "process": {"preset": "paper_anisotropic", "stencil": "paper"}, "loss": "path"},
     "flow_matching": {"label": "Flow matching, OT path (Lipman et al.)",
                       "process": {"preset": "flow_matching", "sigma_min": 1e-4}, "loss": "flow_matching"},
+}
+# not in the default list: the anisotropic runs of stops 13-16, trained with the one-step transition loss (two network
+# evaluations per state), before the path-space loss existed; `--methods anisotropic_transition` keeps them comparable
+EXTRA_METHODS = {
+    "anisotropic_transition": {"label": "Ours (anisotropic), one-step transition loss",
+                               "process": {"preset": "paper_anisotropic", "stencil": "paper"}, "loss": "transition"},
 }
 
 # Score parameterisation of the SPDE models: "reference" (Gaussian reference score of the LINEARISED chain +
@@ -115,7 +121,7 @@ def spde_sampler_steps(T: float, size: int) -> int:
 
 
 def make_config(method: str, prof: dict, size: int, seed: int, process_override: dict | None = None) -> dict:
-    m = METHODS.get(method, METHODS["anisotropic"])
+    m = {**METHODS, **EXTRA_METHODS}.get(method, METHODS["anisotropic"])
     proc = dict(process_override or m["process"])
     if proc.get("preset") != "flow_matching":
         proc.update({"T": prof["T"], "dt": prof["dt"]})
@@ -146,10 +152,33 @@ def downsample_to_16(x: torch.Tensor) -> torch.Tensor:
     return x if f == 1 else torch.nn.functional.avg_pool2d(x, f)
 
 
+def check_run_folder(out: Path, cfg: dict) -> None:
+    """A run folder is reused (its result, or its ``last.pt`` to resume) only for the config that made it:
+    ``config.json`` holds that config; a different one, or a folder without it, stops with a message."""
+    stored, want = out / "config.json", json.loads(json.dumps(cfg, sort_keys=True, default=str))
+    if stored.is_file():
+        have = json.loads(stored.read_text())
+        if have != want:
+            diff = sorted(f"{sec}.{k}" for sec in set(have) | set(want)
+                          for k in set(have.get(sec, {})) | set(want.get(sec, {}))
+                          if have.get(sec, {}).get(k) != want.get(sec, {}).get(k))
+            raise SystemExit(f"{out} was made with another config (differs in {', '.join(diff)}): move it away or "
+                             "choose another --workdir")
+    elif any((out / f).is_file() for f in ("result.json", "last.pt", "model.pt")):
+        raise SystemExit(f"{out} holds a run but no config.json (made by an older table1.py): check it and write "
+                         "its config.json, or move it away")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = stored.with_suffix(".tmp")
+        tmp.write_text(json.dumps(want, indent=1, sort_keys=True))
+        os.replace(tmp, stored)
+
+
 def run_one(name: str, cfg: dict, workdir: Path, classifier=None, log=print, progress: bool = True) -> dict:
     """Train (or resume), export, sample and score one (method, size, seed)."""
     out = workdir / name
     res_path = out / "result.json"
+    check_run_folder(out, cfg)
     if res_path.is_file():
         log(f"[{name}] done before; reading {res_path}")
         return json.loads(res_path.read_text())
@@ -288,8 +317,12 @@ def write_doc(path: Path, rows: dict, refs: dict, args, prof: dict, total_second
         f"* training: {prof['steps']} steps, batch {prof['batch']}, Adam lr {prof['lr']} (warm-up {prof['warmup']}"
         + (", then cosine decay to 0.1 lr" if prof.get("lr_schedule") == "cosine" else "") + "), "
         f"grad clip 1, EMA {prof['ema']}, seeds {prof['seeds']}, 1 torch thread. Losses: exact-Gaussian DSM "
-        "(VE-SDE, isotropic: linear chains), one-step transition DSM with antithetic pairs (anisotropic: 2 network "
-        "evaluations per state), CFM (flow matching)",
+        "(VE-SDE, isotropic: linear chains), path-space DSM (anisotropic; genmodel.path_dsm: the same target as the "
+        "exact DSM on a linear chain, unbiased on the nonlinear one), one network evaluation per state for each; "
+        "CFM (flow matching)" + ("; the transition-loss row: one-step transition DSM with antithetic pairs (2 network "
+        "evaluations per state)" if "anisotropic_transition" in labels else "") + ("; the ablation's variants: 'auto' "
+        "(exact for linear chains, one-step transition DSM otherwise: the path loss needs white noise)"
+        if args.ablation else ""),
         f"* processes: T = {prof['T']}, dt = {prof['dt']} (K = {round(prof['T'] / prof['dt'])} chain steps); VE-SDE "
         "alpha2 geometric 0.01 -> 2; presets of Section 5; flow matching sigma_min = 1e-4",
         f"* sampling: SPDE predictor-corrector, predictor steps 264 (16 px) / 528 (32 px) (the stability bound of "
@@ -402,7 +435,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke-level run: 16 px, 1 seed, small net (< 15 min)")
     ap.add_argument("--ablation", action="store_true",
                     help=f"lambda1_min in {ABLATION_LAMBDA1_MIN} x l in {ABLATION_ELL} (anisotropic preset)")
-    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS) + list(EXTRA_METHODS), default=list(METHODS))
     ap.add_argument("--workdir", default=str(ROOT / "out" / "table1"),
                     help="checkpoints and per-run results (default out/table1, git-ignored)")
     ap.add_argument("--out", help="markdown output (default docs/table1.md or docs/table1_ablation.md)")
@@ -449,7 +482,7 @@ def main(argv=None) -> int:
                     jobs.append((key, size, ablation_process(lmin, ell, size, prof["T"])))
         else:
             for method in args.methods:
-                labels[method] = METHODS[method]["label"]
+                labels[method] = {**METHODS, **EXTRA_METHODS}[method]["label"]
                 jobs.append((method, size, None))
     tasks = []
     for key, size, override in jobs:
