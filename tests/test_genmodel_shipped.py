@@ -12,7 +12,7 @@ import torch
 
 import genmodel
 from genmodel.sampling import reverse_predictor
-from genmodel.train import load_model, score_function
+from genmodel.train import load_config, load_model, score_function
 
 ASSET = Path(genmodel.__file__).parent / "assets" / "digits16_anisotropic.pt"
 
@@ -24,6 +24,8 @@ def test_shipped_model_is_the_paper_preset_and_samples():
     assert process.to_dict() == ref.to_dict()
     assert prior is not None and prior.mean.shape == (1, 16, 16)
     assert ck["step"] == ck["config"]["train"]["steps"]
+    # made by the shipped config (the command in README/docs/genmodel.md reproduces it)
+    assert ck["config"] == load_config(Path(genmodel.__file__).parent / "configs" / "digits16_anisotropic.toml")
     # the reference that keeps the reverse anisotropic chain bounded ("moments" does not: docs/genmodel.md)
     assert ck["config"]["network"]["score_param"] == "reference" == model.parameterization
     torch.set_num_threads(1)
