@@ -74,6 +74,7 @@ EXTRA_METHODS = {
     "anisotropic_transition": {"label": "Ours (anisotropic), one-step transition loss",
                                "process": {"preset": "paper_anisotropic", "stencil": "paper"}, "loss": "transition"},
 }
+ALL_METHODS = {**METHODS, **EXTRA_METHODS}
 
 # Score parameterisation of the SPDE models: "reference" (Gaussian reference score of the LINEARISED chain +
 # network residual). Not "moments" (the earlier shipped configs' choice): measured on the anisotropic preset at 16 px,
@@ -121,7 +122,7 @@ def spde_sampler_steps(T: float, size: int) -> int:
 
 
 def make_config(method: str, prof: dict, size: int, seed: int, process_override: dict | None = None) -> dict:
-    m = {**METHODS, **EXTRA_METHODS}.get(method, METHODS["anisotropic"])
+    m = ALL_METHODS.get(method, METHODS["anisotropic"])
     proc = dict(process_override or m["process"])
     if proc.get("preset") != "flow_matching":
         proc.update({"T": prof["T"], "dt": prof["dt"]})
@@ -435,7 +436,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke-level run: 16 px, 1 seed, small net (< 15 min)")
     ap.add_argument("--ablation", action="store_true",
                     help=f"lambda1_min in {ABLATION_LAMBDA1_MIN} x l in {ABLATION_ELL} (anisotropic preset)")
-    ap.add_argument("--methods", nargs="+", choices=list(METHODS) + list(EXTRA_METHODS), default=list(METHODS))
+    ap.add_argument("--methods", nargs="+", choices=list(ALL_METHODS), default=list(METHODS))
     ap.add_argument("--workdir", default=str(ROOT / "out" / "table1"),
                     help="checkpoints and per-run results (default out/table1, git-ignored)")
     ap.add_argument("--out", help="markdown output (default docs/table1.md or docs/table1_ablation.md)")
@@ -482,7 +483,7 @@ def main(argv=None) -> int:
                     jobs.append((key, size, ablation_process(lmin, ell, size, prof["T"])))
         else:
             for method in args.methods:
-                labels[method] = {**METHODS, **EXTRA_METHODS}[method]["label"]
+                labels[method] = ALL_METHODS[method]["label"]
                 jobs.append((method, size, None))
     tasks = []
     for key, size, override in jobs:
