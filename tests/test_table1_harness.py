@@ -64,3 +64,32 @@ def test_run_folder_check(table1, tmp_path):
     (old / "last.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="no config.json"):
         table1.check_run_folder(old, path)
+
+
+def test_ablation_cells_one_loss(table1):
+    """One factor at a time around the paper's preset; every variant is trained with the same loss
+    (transition), also the linear lambda1_min = inf one ("auto" would give it the exact loss) and the
+    correlated-noise ones (the path loss refuses l > 0)."""
+    from genmodel.train import build_process
+
+    cells = table1.ABLATION_CELLS
+    assert len(cells) == len(set(cells)) == 6 and table1.ABLATION_CENTRE in cells
+    assert {c for c in cells if c[1] == 0} == {(lm, 0) for lm in table1.ABLATION_LAMBDA1_MIN}
+    assert {c for c in cells if c[0] == table1.ABLATION_CENTRE[0]} == {
+        (table1.ABLATION_CENTRE[0], ell) for ell in table1.ABLATION_ELL}
+    prof = table1.PROFILES["full"]
+    paper = build_process({"preset": "paper_anisotropic", "stencil": "paper", "T": 2.0, "dt": 1e-3}, 16)
+    for lmin, ell in cells:
+        cfg = table1.make_config("anisotropic", prof, 16, 0, table1.ablation_process(lmin, ell, 16, prof["T"]))
+        assert cfg["train"]["loss"] == "transition"
+        proc = build_process(cfg["process"], 16)
+        assert proc.spde.correlation_length == ell
+        assert proc.is_linear == (lmin == float("inf"))
+        if (lmin, ell) == table1.ABLATION_CENTRE:  # the centre IS the paper's anisotropic preset
+            assert proc.spde.to_dict() == paper.spde.to_dict()
+
+
+def test_samples_per_size(table1):
+    full, quick = table1.PROFILES["full"], table1.PROFILES["quick"]
+    assert table1.samples_for(full, 16) == 1000 and table1.samples_for(full, 32) == 500
+    assert table1.samples_for(quick, 16) == table1.samples_for(quick, 32) == quick["n_samples"]
