@@ -93,3 +93,22 @@ def test_samples_per_size(table1):
     full, quick = table1.PROFILES["full"], table1.PROFILES["quick"]
     assert table1.samples_for(full, 16) == 1000 and table1.samples_for(full, 32) == 500
     assert table1.samples_for(quick, 16) == table1.samples_for(quick, 32) == quick["n_samples"]
+
+
+def test_doc_per_seed_and_missing(table1, tmp_path):
+    """The generated table shows each seed's FID / confidence / commit and says what was not run."""
+    import argparse
+
+    prof = dict(table1.PROFILES["full"], sizes=[16], seeds=[0, 1],
+                missing="not run into it: sizes [32]")
+    res = [{"fid": f, "kid": 0.1, "is_analogue": 7.0, "confidence_mean": 0.9, "confident_fraction": c,
+            "train_s_per_1k": 300.0, "sample_s_per_image": 0.5, "nfe": 528, "params": 6.9e5,
+            "diverged_fraction": 0.0, "max_abs_before_clamp": 1.0, "wall_seconds": 60.0, "commit": k}
+           for f, c, k in ((4.25, 0.75, "abc1234"), (6.5, 0.6, "def5678 (with uncommitted changes)"))]
+    args = argparse.Namespace(quick=False, ablation=False, note="")
+    out = tmp_path / "t.md"
+    table1.write_doc(out, {("ve_sde", 16): res}, {}, args, prof, 1.0, {}, {"ve_sde": "VE-SDE"})
+    doc = out.read_text()
+    assert "| VE-SDE | 16 | 4.25 / 6.50 | 0.750 / 0.600 | abc1234 / def5678* |" in doc
+    assert "**Not complete.** not run into it: sizes [32]" in doc
+    assert "5.38 ± 1.59" in doc  # mean and sample std of the two FIDs

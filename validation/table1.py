@@ -387,6 +387,22 @@ def write_doc(path: Path, rows: dict, refs: dict, args, prof: dict, total_second
         "Timings are wall-clock on the machine above" + (" (shared with other jobs: inflated)" if args.note else "")
         + "; train s / 1k steps excludes setup (forward-moment simulation, data loading).",
         "",
+    ]
+    if len(prof["seeds"]) > 1:
+        lines += [
+            "Per seed (the spread behind the means; seeds " + ", ".join(map(str, prof["seeds"])) + "):",
+            "",
+            "| method | px | FID per seed | conf > 0.9 per seed | commit per seed |",
+            "|---|---|---|---|---|",
+        ]
+        for (m, size), rs in rows.items():
+            fid = " / ".join(f"{r['fid']:.2f}" for r in rs)
+            conf = " / ".join(f"{r['confident_fraction']:.3f}" for r in rs)
+            made = " / ".join(str(r.get("commit", "?")).split()[0] + ("*" if "uncommitted" in str(r.get("commit"))
+                                                                       else "") for r in rs)
+            lines.append(f"| {labels[m]} | {size} | {fid} | {conf} | {made} |")
+        lines += ["", "(* the run's tree had uncommitted changes at that commit.)", ""]
+    lines += [
         "Sample grids (first 64 samples of seed " + str(prof["seeds"][0]) + "):",
         "",
     ]
