@@ -112,3 +112,22 @@ def test_doc_per_seed_and_missing(table1, tmp_path):
     assert "| VE-SDE | 16 | 4.25 / 6.50 | 0.750 / 0.600 | abc1234 / def5678* |" in doc
     assert "**Not complete.** not run into it: sizes [32]" in doc
     assert "5.38 ± 1.59" in doc  # mean and sample std of the two FIDs
+
+
+def test_status_lists_every_run(table1, tmp_path):
+    import torch
+
+    prof = table1.PROFILES["quick"]
+    cfgs = {s: table1.make_config("ve_sde", prof, 16, s) for s in range(4)}
+    tasks = [("ve_sde", 16, s, f"run{s}", c) for s, c in cfgs.items()]
+    table1.check_run_folder(tmp_path / "run0", cfgs[0])
+    (tmp_path / "run0" / "result.json").write_text(
+        json.dumps({"fid": 3.5, "confident_fraction": 0.75, "wall_seconds": 120.0}))
+    table1.check_run_folder(tmp_path / "run1", cfgs[1])
+    torch.save({"step": 100}, tmp_path / "run1" / "last.pt")
+    table1.check_run_folder(tmp_path / "run2", cfgs[3])  # a folder made by another config
+    lines = table1.run_status(tasks, tmp_path)
+    assert lines == ["run0: done: FID 3.50, conf > 0.9 0.750, 2 min",
+                     f"run1: resumable at step 100 of {prof['steps']}",
+                     "run2: made with ANOTHER config (the run would stop; move the folder away)",
+                     "run3: not started"]

@@ -20,6 +20,7 @@ respects the stability bound Delta <= h^2 / (4 max alpha1) of the heat presets, 
     python validation/table1.py --jobs 2          # 16x16 and 32x32, 3 seeds, the shipped-config net (hours)
     python validation/table1.py --jobs 2 --sizes 16 --seeds 0   # a piece of it (finished runs are kept)
     python validation/table1.py --ablation --jobs 2   # lambda1_min and l ablation of the anisotropic preset
+    python validation/table1.py --status          # which runs of that command are done / resumable / not started
 
 Writes ``docs/table1.md`` (``docs/table1_quick.md`` with ``--quick``, ``docs/table1_ablation.md`` with
 ``--ablation``; generated, with command, commit and machine), one sample grid PNG per method and size
@@ -459,6 +460,29 @@ def run_all(tasks, workdir: Path, classifier, jobs: int) -> dict:
         return {name: f.result() for name, f in futures.items()}
 
 
+def run_status(tasks, workdir: Path) -> list[str]:
+    """One line per run of ``tasks``: finished (with its FID and wall time), resumable (the step of its
+    ``last.pt``), made with another config, or not started. Reads files only; trains nothing."""
+    lines = []
+    for _, _, _, name, cfg in tasks:
+        out = workdir / name
+        want = json.loads(json.dumps(cfg, sort_keys=True, default=str))
+        stored = out / "config.json"
+        if stored.is_file() and json.loads(stored.read_text()) != want:
+            state = "made with ANOTHER config (the run would stop; move the folder away)"
+        elif (out / "result.json").is_file():
+            r = json.loads((out / "result.json").read_text())
+            state = (f"done: FID {r['fid']:.2f}, conf > 0.9 {r['confident_fraction']:.3f}, "
+                     f"{r['wall_seconds'] / 60:.0f} min")
+        elif (out / "last.pt").is_file():
+            ck = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
+            state = f"resumable at step {ck.get('step')} of {cfg['train']['steps']}"
+        else:
+            state = "not started"
+        lines.append(f"{name}: {state}")
+    return lines
+
+
 def _worker(name: str, cfg: dict, workdir: Path, profile: dict, commit_at_start: str) -> dict:
     """One run in a worker process: the parent's profile and commit, then :func:`run_one`."""
     global COMMIT_AT_START
@@ -487,6 +511,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs in parallel processes, one thread each (finished runs are kept in --workdir, so a "
                          "long run can also be done in pieces: rerun the same command)")
+    ap.add_argument("--status", action="store_true",
+                    help="list the runs of this command (done / resumable / not started) and stop")
     args = ap.parse_args(argv)
     global COMMIT_AT_START
     COMMIT_AT_START = commit()  # the code that runs (later edits of the tree do not change it)
@@ -536,6 +562,9 @@ def main(argv=None) -> int:
         for seed in prof["seeds"]:
             cfg = make_config(key if not args.ablation else "anisotropic", prof, size, seed, override)
             tasks.append((key, size, seed, f"{key}_{size}px_seed{seed}", cfg))
+    if args.status:
+        print("\n".join(run_status(tasks, workdir)))
+        return 0
     results = run_all(tasks, workdir, classifier, args.jobs)
     for key, size, seed, name, _ in tasks:
         rows.setdefault((key, size), []).append(results[name])
