@@ -170,10 +170,15 @@ def downsample_to_16(x: torch.Tensor) -> torch.Tensor:
     return x if f == 1 else torch.nn.functional.avg_pool2d(x, f)
 
 
+def _as_stored(cfg: dict) -> dict:
+    """``cfg`` as ``config.json`` holds it (JSON types, sorted keys), for comparisons with a stored one."""
+    return json.loads(json.dumps(cfg, sort_keys=True, default=str))
+
+
 def check_run_folder(out: Path, cfg: dict) -> None:
     """A run folder is reused (its result, or its ``last.pt`` to resume) only for the config that made it:
     ``config.json`` holds that config; a different one, or a folder without it, stops with a message."""
-    stored, want = out / "config.json", json.loads(json.dumps(cfg, sort_keys=True, default=str))
+    stored, want = out / "config.json", _as_stored(cfg)
     if stored.is_file():
         have = json.loads(stored.read_text())
         if have != want:
@@ -466,9 +471,8 @@ def run_status(tasks, workdir: Path) -> list[str]:
     lines = []
     for _, _, _, name, cfg in tasks:
         out = workdir / name
-        want = json.loads(json.dumps(cfg, sort_keys=True, default=str))
         stored = out / "config.json"
-        if stored.is_file() and json.loads(stored.read_text()) != want:
+        if stored.is_file() and json.loads(stored.read_text()) != _as_stored(cfg):
             state = "made with ANOTHER config (the run would stop; move the folder away)"
         elif (out / "result.json").is_file():
             r = json.loads((out / "result.json").read_text())
