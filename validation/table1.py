@@ -139,7 +139,7 @@ def samples_for(prof: dict, size: int) -> int:
 
 
 def make_config(method: str, prof: dict, size: int, seed: int, process_override: dict | None = None) -> dict:
-    m = ALL_METHODS.get(method, METHODS["anisotropic"])
+    m = ALL_METHODS[method]
     proc = dict(process_override or m["process"])
     if proc.get("preset") != "flow_matching":
         proc.update({"T": prof["T"], "dt": prof["dt"]})
