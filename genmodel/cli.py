@@ -54,6 +54,7 @@ def save_grid(images, path, nrow: int | None = None, title: str | None = None) -
 
 
 def _generate(args, model, process, prior, ck, n):
+    from .distributed import on_device
     from .sampling import sample
     from .train import score_function
 
@@ -62,12 +63,14 @@ def _generate(args, model, process, prior, ck, n):
 
         _set_threads(args.threads)
     samp = ck.get("sampling", {})
-    if getattr(process, "method", None) == "flow_matching":
+    fm = getattr(process, "method", None) == "flow_matching"
+    shape = (model.net.cfg.in_channels, model.net.cfg.image_size, model.net.cfg.image_size) if fm else None
+    model = on_device(model, args.device)  # the network on the GPU; the chain's numerics stay in spdekit
+    if fm:
         from .flow_matching import sample as fm_sample
 
         steps, method = args.steps or samp.get("steps", 100), samp.get("method", "heun")
         t0 = time.perf_counter()
-        shape = (model.net.cfg.in_channels, model.net.cfg.image_size, model.net.cfg.image_size)
         x = fm_sample(model, n, shape, steps=steps, method=method, seed=args.seed, batch_size=args.batch_size,
                       progress=not args.quiet)
         return x, time.perf_counter() - t0, {"steps": steps, "method": method}
@@ -223,6 +226,7 @@ def cmd_train_classifier(args) -> int:
 
 def cmd_stroke2img(args) -> int:
     from .data import load_digits
+    from .distributed import on_device
     from .latent import decode_latents, decoder_for, encode_dataset
     from .metrics import load_classifier
     from .stroke import load_stroke, make_strokes, stroke2img, stroke_scores
@@ -242,7 +246,7 @@ def cmd_stroke2img(args) -> int:
     reps = strokes.repeat_interleave(args.n_per_stroke, 0)
     samp = ck.get("sampling", {})
     t0 = time.perf_counter()
-    x = stroke2img(model, process, reps if ae is None else encode_dataset(ae, reps), args.t0,
+    x = stroke2img(on_device(model, args.device), process, reps if ae is None else encode_dataset(ae, reps), args.t0,
                    steps=args.steps or samp.get("steps"), seed=args.seed, progress=not args.quiet,
                    **{k: v for k, v in samp.items() if k in ("method", "corrector_steps", "snr")})
     if ae is not None:
@@ -316,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--batch-size", type=int, default=500)
         q.add_argument("--threads", type=int, default=0,
                        help="torch and numba threads (0: their defaults); 1 is fastest on a busy machine")
+        q.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where the network runs (auto: the GPU when torch sees one); the chain stays on the CPU")
         q.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser("sample", help="draw samples from a model checkpoint")
@@ -361,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--steps", type=int,
                    help="sampler steps for the whole time interval (default: the model's sampling steps)")
     k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the network runs (auto: the GPU when torch sees one)")
     k.add_argument("--classifier", help="classifier for the realism score (default: the shipped digits one)")
     k.add_argument("--out", default="stroke2img.png", help=".png grid or .npz arrays")
     k.add_argument("--title")

@@ -173,5 +173,16 @@ class OnDevice(torch.nn.Module):
         return self.module(t.to(self.device), u.to(self.device)).to(u.device)
 
 
+def on_device(model: torch.nn.Module, device: str = "auto") -> torch.nn.Module:
+    """``model`` for a sampler whose state stays on the CPU (spdekit's host kernels): moved to
+    ``device`` ("auto": the GPU when torch sees one, "cpu", "cuda") and wrapped in :class:`OnDevice`,
+    so each evaluation sends its (t, u) there and brings the result back. On the CPU: ``model``."""
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        return model
+    return OnDevice(model.to(dev), dev)
+
+
 __all__ = ["DistContext", "environment", "resolve_device", "from_environment", "rank_seeds", "shard",
-           "split_evenly", "share_of", "all_gather_objects", "mean_across_ranks", "barrier", "shutdown", "OnDevice"]
+           "split_evenly", "share_of", "all_gather_objects", "mean_across_ranks", "barrier", "shutdown", "OnDevice",
+           "on_device"]

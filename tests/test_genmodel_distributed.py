@@ -188,6 +188,12 @@ def test_environment_and_rank_streams(monkeypatch):
         distributed.environment()
     with pytest.raises(ValueError, match="device must be"):
         distributed.resolve_device("tpu")
+    net = torch.nn.Linear(2, 2)
+    assert distributed.on_device(net, "cpu") is net  # on the CPU: the module itself, no wrapper
+    if not torch.cuda.is_available():
+        assert distributed.on_device(net, "auto") is net
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            distributed.on_device(net, "cuda")
 
     draws = [distributed.rank_seeds(7, r, 3)[0].standard_normal(4) for r in range(3)]
     assert not np.array_equal(draws[0], draws[1]) and not np.array_equal(draws[1], draws[2])

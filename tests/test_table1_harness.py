@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +39,9 @@ def test_table1_runs_in_parallel_and_resumes(table1, tmp_path, capsys):
     assert set(raw["rows"]) == {"ve_sde_16px", "flow_matching_16px"}
     for (row,) in raw["rows"].values():
         assert row["train_steps"] == 2 and row["n_samples"] == 8 and row["fid"] == row["fid"]  # not NaN
+        # the network trains and samples on the GPU when torch sees one; the table says where
+        assert row["timed_on"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU")
+    assert "| network on |" in doc
     capsys.readouterr()
     assert table1.main(args) == 0  # everything finished before: read back, nothing retrained
     assert capsys.readouterr().out.count("done before") == 2

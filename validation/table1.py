@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from genmodel.cli import save_grid  # noqa: E402
 from genmodel.data import load_digits  # noqa: E402
+from genmodel.distributed import on_device, resolve_device  # noqa: E402
 from genmodel.flow_matching import sample as fm_sample  # noqa: E402
 from genmodel.metrics import evaluate_samples, load_classifier  # noqa: E402
 from genmodel.sampling import sample as spde_sample  # noqa: E402
@@ -215,6 +216,8 @@ def run_one(name: str, cfg: dict, workdir: Path, classifier=None, log=print, pro
     tr.run(progress=progress)
     tr.export()
     model, process, prior, ck = load_model(out / "model.pt")
+    dev = resolve_device(cfg["train"].get("device", "auto"))  # the trainer's device: the GPU when torch sees one
+    model = on_device(model, dev.type)  # the network there; the chain's numerics stay in spdekit on the CPU
     samp = ck["sampling"]
     n = samples_for(PROFILE, cfg["data"]["image_size"])
     seed = cfg["train"]["seed"]
@@ -245,7 +248,7 @@ def run_one(name: str, cfg: dict, workdir: Path, classifier=None, log=print, pro
            "sample_seconds": sample_seconds, "sample_s_per_image": sample_seconds / n, "n_samples": n, "nfe": nfe,
            "params": tr.n_params, "loss": tr.loss.name, "process": tr.process.to_dict(),
            "diverged_fraction": diverged, "max_abs_before_clamp": max_abs, "commit": COMMIT_AT_START,
-           "wall_seconds": time.perf_counter() - t0}
+           "timed_on": timed_on(dev), "machine": machine(), "wall_seconds": time.perf_counter() - t0}
     torch.save(x[:64].clone(), out / "grid_samples.pt")
     res_path.write_text(json.dumps(res, indent=1, default=str))
     log(f"[{name}] FID {res['fid']:.2f} KID {res['kid']:.4f} IS {res['is_analogue']:.2f} "
@@ -287,6 +290,11 @@ def machine() -> str:
             f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} thread)")
 
 
+def timed_on(dev: torch.device) -> str:
+    """Where a run's network ran (its timings' device): 'CPU' or the GPU's name; each run has one CPU thread."""
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+
+
 def commit() -> str:
     try:
         h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -295,7 +303,21 @@ def commit() -> str:
                                capture_output=True, text=True).stdout.strip()
         return h + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        # a copy of the tree without .git (e.g. shipped to a GPU machine): the commit it was copied from
+        return os.environ.get("TABLE1_COMMIT", "unknown")
+
+
+def _run_machines(rows: dict) -> list[str]:
+    """A line naming the machines the runs were made on, when any run was made elsewhere than here (runs
+    from before the field was stored were made on this document's machine type, 2-core CPU)."""
+    here = machine()
+    seen: dict = {}
+    for rs in rows.values():
+        for r in rs:
+            seen[r.get("machine", here)] = seen.get(r.get("machine", here), 0) + 1
+    if set(seen) <= {here}:
+        return []
+    return ["* runs made on: " + "; ".join(f"{m} ({n} run{'s' if n > 1 else ''})" for m, n in seen.items())]
 
 
 def write_doc(path: Path, rows: dict, refs: dict, args, prof: dict, total_seconds: float, grids: dict,
@@ -310,6 +332,7 @@ def write_doc(path: Path, rows: dict, refs: dict, args, prof: dict, total_second
         f"this document written at commit {COMMIT_AT_START or commit()}; date (UTC): "
         f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())}",
         f"* machine: {machine()}" + (f"; {args.note}" if args.note else ""),
+        *_run_machines(rows),
         f"* wall time: {sum(r.get('wall_seconds', float('nan')) for rs in rows.values() for r in rs) / 60:.1f} min "
         f"for the runs (training, export, sampling, scoring), {total_seconds / 60:.1f} min for this invocation "
         "(runs finished earlier are read back, not redone)",
@@ -363,8 +386,8 @@ def write_doc(path: Path, rows: dict, refs: dict, args, prof: dict, total_second
         "## Our results (measured by this script)",
         "",
         "| method | px | FID ↓ | KID ↓ | IS analogue ↑ | confidence ↑ | conf > 0.9 ↑ | train s / 1k steps | "
-        f"sample s / image | NFE | params | pixels with abs > {DIVERGED} before clipping |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"sample s / image | network on | NFE | params | pixels with abs > {DIVERGED} before clipping |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (method, size), rs in rows.items():
         lines.append(
@@ -373,12 +396,13 @@ def write_doc(path: Path, rows: dict, refs: dict, args, prof: dict, total_second
             f"{_ms([r['confidence_mean'] for r in rs], '{:.3f}')} | "
             f"{_ms([r['confident_fraction'] for r in rs], '{:.3f}')} | "
             f"{_ms([r['train_s_per_1k'] for r in rs], '{:.0f}')} | "
-            f"{_ms([r['sample_s_per_image'] for r in rs], '{:.3f}')} | {rs[0]['nfe']} | "
+            f"{_ms([r['sample_s_per_image'] for r in rs], '{:.3f}')} | "
+            f"{', '.join(sorted({r.get('timed_on', 'CPU') for r in rs}))} | {rs[0]['nfe']} | "
             f"{rs[0]['params'] / 1e6:.2f} M | {_ms([r['diverged_fraction'] for r in rs], '{:.3f}')} |")
     for size, r in refs.items():
         lines.append(f"| held-out vs training digits (floor) | {size} | {r['fid']:.2f} | {r['kid']:.4f} | "
                      f"{r['is_analogue']:.2f} | {r['confidence_mean']:.3f} | {r['confident_fraction']:.3f} | - | - | - "
-                     "| - | 0 |")
+                     "| - | - | 0 |")
     bad = [(k, r["max_abs_before_clamp"], r["diverged_fraction"]) for k, rs in rows.items() for r in rs
            if r["diverged_fraction"] > 0.01 and r["max_abs_before_clamp"] > 10]
     if bad:
@@ -390,8 +414,11 @@ def write_doc(path: Path, rows: dict, refs: dict, args, prof: dict, total_second
     lines += [
         "",
         f"Values are mean ± sample standard deviation over {len(prof['seeds'])} seed(s) (one value: one seed). "
-        "Timings are wall-clock on the machine above" + (" (shared with other jobs: inflated)" if args.note else "")
-        + "; train s / 1k steps excludes setup (forward-moment simulation, data loading).",
+        "Timings are wall-clock on the machine each run was made on (above; 'network on': where the U-Net ran, the "
+        "chain's numerics and the data always on one CPU thread)" + (" (shared with other jobs: inflated)" if args.note
+                                                                    else "")
+        + "; train s / 1k steps excludes setup (forward-moment simulation, data loading). Timings of different "
+        "devices do not compare.",
         "",
     ]
     if len(prof["seeds"]) > 1:

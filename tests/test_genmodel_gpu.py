@@ -1,0 +1,81 @@
+"""genmodel on a CUDA device: training on the GPU, sampling with the network there (the chain stays
+in spdekit's host kernels), the CLI's --device. Runs when torch sees a CUDA device, skips otherwise;
+the CPU side of the same code (``on_device`` on the CPU) is tested in test_genmodel_distributed.py."""
+
+import numpy as np
+import pytest
+import torch
+from tiny_configs import tiny_toml
+
+from genmodel.cli import main
+from genmodel.distributed import OnDevice, on_device
+from genmodel.train import Trainer, load_config, load_model, score_function
+
+if not torch.cuda.is_available():
+    pytest.skip("torch sees no CUDA device", allow_module_level=True)
+
+pytestmark = pytest.mark.gpu
+
+TINY = tiny_toml(train="""
+steps = 3
+batch = 8
+pool = 16
+checkpoint_every = 3
+threads = 1
+warmup = 1
+device = "cuda"
+""", sampling="steps = 5")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu_run")
+    cfg_path = out / "tiny.toml"
+    cfg_path.write_text(TINY)
+    tr = Trainer(load_config(cfg_path), out, log=lambda *_: None)
+    tr.run(progress=False)
+    tr.export()
+    return tr, out
+
+
+def test_training_runs_on_the_gpu_and_exports_a_cpu_checkpoint(trained):
+    tr, out = trained
+    assert tr.device.type == "cuda" and tr.step == 3
+    assert all(p.is_cuda for p in tr.net.parameters())
+    model, process, prior, ck = load_model(out / "model.pt")  # loads on a CPU-only machine too
+    assert all(not p.is_cuda for p in model.parameters())
+
+
+def test_network_on_the_gpu_scores_like_the_cpu(trained):
+    _, out = trained
+    model, process, prior, _ = load_model(out / "model.pt")
+    u = prior.sample(6, np.random.default_rng(0))
+    t = torch.full((6,), 0.05)
+    ref = score_function(model)(t, u)
+    dev = on_device(load_model(out / "model.pt")[0], "cuda")
+    assert isinstance(dev, OnDevice)
+    got = score_function(dev)(t, u)
+    assert got.device.type == "cpu"  # the sampler's state stays on the host
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_sample_cli_on_either_device(trained, tmp_path, device):
+    _, out = trained
+    dst = tmp_path / f"s_{device}.npz"
+    assert main(["sample", str(out / "model.pt"), "--n", "4", "--out", str(dst), "--device", device, "--quiet"]) == 0
+    x = np.load(dst)["images"]
+    assert x.shape == (4, 1, 8, 8) and np.isfinite(x).all()
+
+
+def test_same_seed_same_samples_on_gpu_and_cpu(trained, tmp_path):
+    """One network, one seed: the chain's randomness is drawn on the host either way, so the two runs
+    differ only by the network's float rounding on the two devices."""
+    _, out = trained
+    xs = {}
+    for device in ("cuda", "cpu"):
+        dst = tmp_path / f"{device}.npz"
+        main(["sample", str(out / "model.pt"), "--n", "4", "--out", str(dst), "--device", device, "--quiet",
+              "--seed", "3"])
+        xs[device] = np.load(dst)["images"]
+    np.testing.assert_allclose(xs["cuda"], xs["cpu"], atol=1e-3)
