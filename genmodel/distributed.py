@@ -76,6 +76,19 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
+def process_device(device: str, local_rank: int, local_world_size: int) -> torch.device:
+    """The device of one torchrun process: NCCL needs a GPU of its own per process, so "auto" with
+    more processes on this node than GPUs trains on the CPU (gloo), and "cuda" is refused."""
+    dev = resolve_device(device, local_rank)
+    if dev.type == "cuda" and local_world_size > torch.cuda.device_count():
+        if device == "auto":
+            return torch.device("cpu")
+        raise ValueError(f"[train] device = 'cuda' with {local_world_size} processes on this node but "
+                         f"{torch.cuda.device_count()} GPU(s): each process needs its own GPU (NCCL); start at most "
+                         f"{torch.cuda.device_count()} per node (torchrun --nproc-per-node) or set device = 'cpu'")
+    return dev
+
+
 def from_environment(device: str = "auto") -> DistContext | None:
     """Join the torchrun process group (None when not under torchrun with more than one process)."""
     env = environment()
@@ -84,7 +97,7 @@ def from_environment(device: str = "auto") -> DistContext | None:
     import torch.distributed as dist
 
     rank, world, local = env
-    dev = resolve_device(device, local)
+    dev = process_device(device, local, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -183,6 +196,6 @@ def on_device(model: torch.nn.Module, device: str = "auto") -> torch.nn.Module:
     return OnDevice(model.to(dev), dev)
 
 
-__all__ = ["DistContext", "environment", "resolve_device", "from_environment", "rank_seeds", "shard",
+__all__ = ["DistContext", "environment", "resolve_device", "process_device", "from_environment", "rank_seeds", "shard",
            "split_evenly", "share_of", "all_gather_objects", "mean_across_ranks", "barrier", "shutdown", "OnDevice",
            "on_device"]

@@ -53,7 +53,7 @@ def test_sigkill_then_resume_is_bit_for_bit(tmp_path):
     """`genmodel train` is SIGKILLed at a random moment after its first checkpoint; `--resume`
     continues to step S. Loss history (every step), weights, EMA and optimizer state equal an
     uninterrupted run of S steps bit for bit (CPU, 1 thread)."""
-    cfg_path = _config(tmp_path, log_every=1, checkpoint_every=3)
+    cfg_path = _config(tmp_path, log_every=1, checkpoint_every=3, device='"cpu"')  # bitwise: the CPU
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "genmodel.cli", "train", str(cfg_path), "--out", str(out), "--quiet", "--no-export"]
     # the killed run is asked for far more steps than it can do before the kill: the kill lands mid-run
@@ -154,7 +154,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
 def test_torchrun_resume_is_bit_for_bit(tmp_path):
     """Under torchrun too: 10 steps, then `--resume` to 16 (all ranks load the same checkpoint)
     equals 16 steps straight; every rank's streams and pool are restored."""
-    cfg_path = _config(tmp_path, steps=16, checkpoint_every=5, log_every=2)
+    cfg_path = _config(tmp_path, steps=16, checkpoint_every=5, log_every=2, device='"cpu"')  # bitwise: the CPU
     res = _torchrun([str(cfg_path), "--out", str(tmp_path / "a"), "--quiet", "--no-export"])
     assert res.returncode == 0, res.stderr[-3000:]
     res = _torchrun([str(cfg_path), "--out", str(tmp_path / "b"), "--quiet", "--no-export", "--steps", "10"])
@@ -188,6 +188,15 @@ def test_environment_and_rank_streams(monkeypatch):
         distributed.environment()
     with pytest.raises(ValueError, match="device must be"):
         distributed.resolve_device("tpu")
+    # NCCL needs a GPU per process: more torchrun processes on a node than GPUs -> "auto" trains on the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert distributed.process_device("auto", 0, 1) == torch.device("cuda", 0)
+    assert distributed.process_device("auto", 1, 2).type == "cpu"
+    with pytest.raises(ValueError, match="2 processes on this node but 1 GPU"):
+        distributed.process_device("cuda", 1, 2)
+    assert distributed.process_device("cpu", 1, 2).type == "cpu"
+    monkeypatch.undo()
     net = torch.nn.Linear(2, 2)
     assert distributed.on_device(net, "cpu") is net  # on the CPU: the module itself, no wrapper
     if not torch.cuda.is_available():

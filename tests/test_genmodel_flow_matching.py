@@ -149,7 +149,7 @@ def test_training_reduces_the_loss_and_cli(tmp_path):
 
     def eval_loss():
         with torch.no_grad():
-            return float(tr.loss(tr.model.eval(), 512, np.random.default_rng(123)))
+            return float(tr.loss(tr.forward_model.eval(), 512, np.random.default_rng(123)))  # on the trainer's device
 
     before = eval_loss()
     tr.run(progress=False)
@@ -173,6 +173,7 @@ def test_resume_is_bit_for_bit(tmp_path):
     cfg = load_config(tomllib.loads(TINY))
     cfg["train"]["steps"] = 4
     cfg["train"]["checkpoint_every"] = 2
+    cfg["train"]["device"] = "cpu"  # bitwise: the CPU (cuDNN/cuBLAS kernels are not bitwise reproducible)
     a = make_trainer(cfg, tmp_path / "a", log=lambda *_: None)
     a.run(progress=False)
     b = make_trainer(cfg, tmp_path / "b", log=lambda *_: None)

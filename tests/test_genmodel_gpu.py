@@ -56,7 +56,8 @@ def test_network_on_the_gpu_scores_like_the_cpu(trained):
     assert isinstance(dev, OnDevice)
     got = score_function(dev)(t, u)
     assert got.device.type == "cpu"  # the sampler's state stays on the host
-    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    # cuDNN convolutions may run in TF32 on Ampere and later (torch's default): ~1e-3 relative precision
+    torch.testing.assert_close(got, ref, rtol=2e-3, atol=2e-3)
 
 
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
@@ -79,3 +80,24 @@ def test_same_seed_same_samples_on_gpu_and_cpu(trained, tmp_path):
               "--seed", "3"])
         xs[device] = np.load(dst)["images"]
     np.testing.assert_allclose(xs["cuda"], xs["cpu"], atol=1e-3)
+
+
+def test_resume_on_the_gpu_continues_the_run(tmp_path):
+    """2 steps, a new Trainer resuming from last.pt, 2 more == 4 straight steps on the GPU, up to the
+    rounding of kernels that are not bitwise reproducible there (cuDNN/cuBLAS; the CPU resume is bitwise,
+    tests/test_genmodel_train_cli.py). A resume that lost the Adam moments or the step would move the
+    weights by about lr = 1e-3 per step: far outside the tolerance."""
+    cfg_path = tmp_path / "tiny.toml"
+    cfg_path.write_text(TINY.replace("steps = 3", "steps = 4\nlr = 1e-3").replace("checkpoint_every = 3",
+                                                                                    "checkpoint_every = 2"))
+    cfg = load_config(cfg_path)
+    a = Trainer(cfg, tmp_path / "a", log=lambda *_: None)
+    a.run(progress=False)
+    Trainer(cfg, tmp_path / "b", log=lambda *_: None).run(steps=2, progress=False)
+    c = Trainer(cfg, tmp_path / "b", log=lambda *_: None)
+    c.resume()
+    assert c.step == 2 and c.device.type == "cuda"
+    c.run(progress=False)
+    wa, wc = a.model.state_dict(), c.model.state_dict()
+    for k in wa:
+        torch.testing.assert_close(wc[k], wa[k], rtol=0, atol=2e-5, msg=k)
