@@ -45,7 +45,7 @@ def _config(tmp_path, **train):
 
 
 def _same_state(a: dict, b: dict) -> bool:
-    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    return set(a) == set(b) and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)  # a GPU run may continue a CPU one
 
 
 # ---------------------------------------------------------------------------------------- kill + resume
