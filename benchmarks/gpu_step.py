@@ -13,11 +13,13 @@ Timings: CUDA events around each call, medians over alternating repetitions.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import io
 import sys
 import time
 
 import numpy as np
+from _harness import machine, write_json
 
 import spdekit as sk
 from spdekit.backends import available
@@ -123,10 +125,17 @@ def main():
         print("gpu_step: no CUDA device available; nothing to measure")
         return 0
     res = run(a.repeats)
-    print_table(res)
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(res, fh, indent=2)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        print_table(res)
+    print(buf.getvalue(), end="")
+    if a.json:  # the payload of the other benchmarks (benchmarks/report.py renders docs/performance.md from it)
+        import cupy as cp
+
+        gpu = {"gpu": res["device"], "cuda_driver": cp.cuda.runtime.driverGetVersion(), "cupy": cp.__version__,
+               "torch": torch.__version__}
+        write_json(a.json, {"benchmark": "gpu_step", "machine": {**machine(), **gpu}, "table": buf.getvalue(),
+                            **res})
     return 0
 
 

@@ -29,8 +29,10 @@ def _load(name):
 
 
 def _machine_line(m):
-    return (f"{m.get('cpu', m.get('machine'))}, {m.get('cpu_count')} cores, numba threads {m.get('numba_threads')}, "
-            f"load average {m.get('load_average_1min', float('nan')):.2f}, commit {m.get('commit', '?')}")
+    gpu = f"{m['gpu']} (cupy {m.get('cupy', '?')}, torch {m.get('torch', '?')}), " if "gpu" in m else ""
+    return (f"{gpu}{m.get('cpu', m.get('machine'))}, {m.get('cpu_count')} cores, "
+            f"numba threads {m.get('numba_threads')}, load average {m.get('load_average_1min', float('nan')):.2f}, "
+            f"commit {m.get('commit', '?')}")
 
 
 def spde_step_section(d):

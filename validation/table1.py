@@ -28,6 +28,13 @@ under ``docs/figures/table1/`` and the raw numbers as JSON next to the markdown 
 kept in ``--workdir`` (model checkpoints and per-run JSON): a rerun skips them, and an interrupted
 training resumes from its ``last.pt``. 32x32 samples are scored at 16x16 (2x2 area averaging of samples
 and held-out images alike), since the shipped classifier is a 16x16 one.
+
+On a GPU machine each worker trains and samples with its U-Net on the GPU (torch's "auto" device; the
+chain's numerics and the data stay on one CPU thread per run); ``--jobs 15`` ran the 15 runs of one
+size side by side on one H100 (docs/gpu.md). The runs live in ``WORKDIR/<profile>/<run>/`` (``full``,
+``quick``, ``full_ablation``); to regenerate the doc elsewhere, copy each run's ``config.json``,
+``result.json`` and ``grid_samples.pt`` into the same layout there. Without ``.git`` in the tree,
+``TABLE1_COMMIT`` names the commit the runs record.
 """
 
 from __future__ import annotations
