@@ -135,3 +135,12 @@ def test_status_lists_every_run(table1, tmp_path):
                      f"run1: resumable at step 100 of {prof['steps']}",
                      "run2: made with ANOTHER config (the run would stop; move the folder away)",
                      "run3: not started"]
+
+
+def test_commit_can_be_named_for_a_copy_of_the_tree(table1, monkeypatch):
+    """A copy of the tree shipped to another machine may carry no or a stale .git: TABLE1_COMMIT wins."""
+    monkeypatch.delenv("TABLE1_COMMIT", raising=False)
+    here = table1.commit()
+    assert here != "unknown"  # this checkout has .git
+    monkeypatch.setenv("TABLE1_COMMIT", "abc1234")
+    assert table1.commit() == "abc1234"

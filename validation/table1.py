@@ -33,8 +33,9 @@ On a GPU machine each worker trains and samples with its U-Net on the GPU (torch
 chain's numerics and the data stay on one CPU thread per run); ``--jobs 15`` ran the 15 runs of one
 size side by side on one H100 (docs/gpu.md). The runs live in ``WORKDIR/<profile>/<run>/`` (``full``,
 ``quick``, ``full_ablation``); to regenerate the doc elsewhere, copy each run's ``config.json``,
-``result.json`` and ``grid_samples.pt`` into the same layout there. Without ``.git`` in the tree,
-``TABLE1_COMMIT`` names the commit the runs record.
+``result.json`` and ``grid_samples.pt`` into the same layout there. ``TABLE1_COMMIT``, when set, is
+the commit the runs record (for a copy of the tree whose ``.git`` is missing or stale: the GPU machine's
+copy reported an older HEAD).
 """
 
 from __future__ import annotations
@@ -303,6 +304,8 @@ def timed_on(dev: torch.device) -> str:
 
 
 def commit() -> str:
+    if os.environ.get("TABLE1_COMMIT"):  # a copy of the tree whose .git is missing or stale (e.g. on a GPU machine)
+        return os.environ["TABLE1_COMMIT"]
     try:
         h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.strip()
@@ -310,8 +313,7 @@ def commit() -> str:
                                capture_output=True, text=True).stdout.strip()
         return h + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        # a copy of the tree without .git (e.g. shipped to a GPU machine): the commit it was copied from
-        return os.environ.get("TABLE1_COMMIT", "unknown")
+        return "unknown"
 
 
 def _run_machines(rows: dict) -> list[str]:
