@@ -197,7 +197,8 @@ def build():
         os.makedirs(os.path.join(DOCS, "figures"), exist_ok=True)
         plot_scaling(d, os.path.join(DOCS, "figures", "scaling.png"))
         parts += scaling_section(d, "figures/scaling.png")
-    for name, title in (("gpu_step", "GPU step"), ("generative", "Generative training and sampling")):
+    for name, title in (("gpu_step", "GPU step"), ("generative", "Generative training and sampling"),
+                        ("adjoint", "Drift adjoint (the path loss's chain step)")):
         d = _load(name)
         if d:
             parts += generic_section(title, d)

@@ -24,6 +24,7 @@ JOBS = [
     ("sde_ensemble", ["sde_ensemble.py", "--repeats", "2"]),
     ("scaling", ["scaling.py"]),
     ("generative", ["generative.py"]),
+    ("adjoint", ["adjoint.py"]),
 ]
 
 

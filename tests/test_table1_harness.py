@@ -144,3 +144,43 @@ def test_commit_can_be_named_for_a_copy_of_the_tree(table1, monkeypatch):
     assert here != "unknown"  # this checkout has .git
     monkeypatch.setenv("TABLE1_COMMIT", "abc1234")
     assert table1.commit() == "abc1234"
+
+
+def test_keep_rows_of_other_sizes(table1, tmp_path):
+    """--keep-rows: the rows of sizes a command does not run come from the earlier raw JSON, each size with
+    the command that made it; the document lists both commands; a broken JSON is refused by name."""
+    import argparse
+
+    row = {"fid": 4.25, "kid": 0.1, "is_analogue": 7.0, "confidence_mean": 0.9, "confident_fraction": 0.75,
+           "train_s_per_1k": 300.0, "sample_s_per_image": 0.5, "nfe": 528, "params": 6.9e5,
+           "diverged_fraction": 0.0, "max_abs_before_clamp": 1.0, "wall_seconds": 60.0, "commit": "abc1234"}
+    raw = tmp_path / "t.json"
+    old_cmd = ["validation/table1.py", "--sizes", "16"]
+    raw.write_text(json.dumps({"rows": {"ve_sde_16px": [row], "ve_sde_32px": [dict(row, fid=99.0)]},
+                               "reference": {"16": {"fid": 0.5}, "32": {"fid": 0.7}}, "command": old_cmd}))
+    figdir = tmp_path / "fig"
+    figdir.mkdir()
+    (figdir / "full_ve_sde_16px.png").write_bytes(b"png")
+    rows, refs, grids, cmds = table1.kept_rows(raw, [32], figdir, "full")
+    assert list(rows) == [("ve_sde", 16)] and rows[("ve_sde", 16)][0]["fid"] == 4.25  # the 32 px row is redone
+    assert refs == {16: {"fid": 0.5}} and cmds == {16: old_cmd}
+    assert grids == {("ve_sde", 16): figdir / "full_ve_sde_16px.png"}
+    assert table1.kept_rows(tmp_path / "absent.json", [32], figdir, "full") == ({}, {}, {}, {})
+
+    new_cmd = ["validation/table1.py", "--sizes", "32", "--keep-rows"]
+    prof = dict(table1.PROFILES["full"], sizes=[16, 32], seeds=[0], missing="")
+    out = tmp_path / "t.md"
+    table1.write_doc(out, {("ve_sde", 16): [row], ("ve_sde", 32): [dict(row, fid=5.5)]}, {},
+                     argparse.Namespace(quick=False, ablation=False, note=""), prof, 1.0, {},
+                     {"ve_sde": "VE-SDE"}, {16: old_cmd, 32: new_cmd})
+    doc = out.read_text()
+    assert "* command (16 px rows): `python validation/table1.py --sizes 16`" in doc
+    assert "* command (32 px rows): `python validation/table1.py --sizes 32 --keep-rows`" in doc
+    assert "| VE-SDE | 16 | 4.25 |" in doc and "| VE-SDE | 32 | 5.50 |" in doc
+
+    raw.write_text("{not json")
+    with pytest.raises(SystemExit, match="t.json"):
+        table1.kept_rows(raw, [32], figdir, "full")
+    raw.write_text(json.dumps({"rows": {"ve_sde_16": [row]}}))  # a row name without its size
+    with pytest.raises(SystemExit, match="not a raw table"):
+        table1.kept_rows(raw, [32], figdir, "full")
