@@ -184,3 +184,12 @@ def test_keep_rows_of_other_sizes(table1, tmp_path):
     raw.write_text(json.dumps({"rows": {"ve_sde_16": [row]}}))  # a row name without its size
     with pytest.raises(SystemExit, match="not a raw table"):
         table1.kept_rows(raw, [32], figdir, "full")
+
+
+def test_runs_name_their_machine(table1):
+    """The 'runs made on' line counts runs per machine; a run without the field is not credited to this one."""
+    here = table1.machine()
+    assert table1._run_machines({("a", 16): [{"machine": here}]}) == []
+    line = table1._run_machines({("a", 16): [{}, {}], ("a", 32): [{"machine": "GPU box"}, {"machine": here}]})[0]
+    assert "machine not recorded (a run from before runs stored it) (2 runs)" in line
+    assert "GPU box (1 run)" in line and f"{here} (1 run)" in line

@@ -318,13 +318,14 @@ def commit() -> str:
 
 
 def _run_machines(rows: dict) -> list[str]:
-    """A line naming the machines the runs were made on, when any run was made elsewhere than here (runs
-    from before the field was stored were made on this document's machine type, 2-core CPU)."""
+    """A line naming the machines the runs were made on, when any run was made elsewhere than here. Runs
+    from before the field was stored say "not recorded" (not this machine: a table can be made in pieces)."""
     here = machine()
     seen: dict = {}
     for rs in rows.values():
         for r in rs:
-            seen[r.get("machine", here)] = seen.get(r.get("machine", here), 0) + 1
+            m = r.get("machine", "machine not recorded (a run from before runs stored it)")
+            seen[m] = seen.get(m, 0) + 1
     if set(seen) <= {here}:
         return []
     return ["* runs made on: " + "; ".join(f"{m} ({n} run{'s' if n > 1 else ''})" for m, n in seen.items())]
