@@ -162,15 +162,19 @@ class EMA:
 
 
 def _set_threads(n: int, share: int = 1) -> int:
-    """``n`` threads (0: up to 2, the cores divided among the ``share`` processes of this node)."""
+    """``n`` threads (0: up to 2, the cores divided among the ``share`` processes of this node).
+
+    numba first: with its OpenMP threading layer, launching numba's pool (which ``set_num_threads``
+    does) resets the OpenMP thread count torch shares with it to numba's default (all cores). Set
+    after it, torch keeps ``n``; set before, torch silently ran on every core."""
     n = int(n) or max(1, min((os.cpu_count() or 1) // max(1, share), 2))
-    torch.set_num_threads(n)
     try:
         import numba
 
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     except ImportError:  # pragma: no cover
         pass
+    torch.set_num_threads(n)
     return n
 
 
