@@ -44,7 +44,7 @@ import torch
 from _harness import alternate, machine, write_json
 
 from genmodel import sample
-from genmodel.sampling import GaussianPrior
+from genmodel.priors import GaussianPrior
 from genmodel.train import Trainer, load_config, score_function
 
 CONFIG = Path(__file__).resolve().parents[1] / "genmodel" / "configs" / "digits16_anisotropic.toml"

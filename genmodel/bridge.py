@@ -57,4 +57,21 @@ def shares_memory(t: torch.Tensor, x) -> bool:
     return t.data_ptr() == ptr
 
 
-__all__ = ["from_torch", "to_torch", "shares_memory"]
+def numpy_score(score_fn):
+    """``score_fn(t, u)`` on torch tensors as a score on host arrays, for spdekit's
+    :class:`spdekit.reverse.ReverseSDE`: t (B,) float64 and u (B, C, H, W) arrays in, an array like
+    u out; u is handed over without a copy, t in u's dtype."""
+
+    def score(t, u):
+        ut = to_torch(u)
+        s = score_fn(torch.as_tensor(t, dtype=ut.dtype), ut)
+        if not isinstance(s, torch.Tensor) or s.shape != ut.shape:
+            raise ValueError(f"score_fn must return a tensor of shape {tuple(ut.shape)}, got "
+                             f"{getattr(s, 'shape', type(s).__name__)}")
+        return from_torch(s.detach().to(ut.dtype).contiguous())
+
+    score.score_fn = score_fn
+    return score
+
+
+__all__ = ["from_torch", "to_torch", "shares_memory", "numpy_score"]

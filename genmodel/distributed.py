@@ -185,6 +185,11 @@ class OnDevice(torch.nn.Module):
     def forward(self, t, u):
         return self.module(t.to(self.device), u.to(self.device)).to(u.device)
 
+    def gaussian_reference(self, process):
+        """The wrapped model's Gaussian reference (host arrays), if it has one."""
+        get = getattr(self.module, "gaussian_reference", None)
+        return None if get is None else get(process)
+
 
 def on_device(model: torch.nn.Module, device: str = "auto") -> torch.nn.Module:
     """``model`` for a sampler whose state stays on the CPU (spdekit's host kernels): moved to

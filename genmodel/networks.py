@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from spdekit.reference import GaussianReference
+
 PARAMETERIZATIONS = ("plain", "reference", "moments")
 MOMENT_GRID = 10  # chain steps between the stored forward-moment corrections
 
@@ -362,17 +364,24 @@ class ScoreModel(nn.Module):
             channels, shape = net.shape[0], tuple(net.shape[-2:])
         reference = None
         if parameterization in ("reference", "moments"):
-            from spdekit.linear import LinearChain
-
-            chain = LinearChain(process.spde.linearised("conservative"), shape, process.dt, process.n_steps)
-            P, c = chain.diagonal_tables()
-            reference = (P, c) + chain.mode_matrices() + (parameterization,)
+            ref = GaussianReference(process.spde, (channels,) + shape, process.dt, process.n_steps)
+            reference = (ref.P, ref.c) + ref.mode_matrices() + (parameterization,)
         model = cls(net, process.sigma2, process.dt, process.T, sigma_data, reference, channels)
         if data is not None and reference is not None:
             model.set_data_statistics(data)
             if parameterization == "moments":
                 model.set_forward_moments(process, data)
         return model
+
+    def gaussian_reference(self, process) -> GaussianReference | None:
+        """The Gaussian reference this model's score is built on (the samplers' exponential predictors
+        integrate it exactly): the linearised chain of ``process`` from the stored data mode statistics.
+        None for the 'plain' parameterization. (For 'moments' the network's own reference also rescales
+        the variances by the simulated ones; the samplers use the linearised chain, the rest is remainder.)"""
+        if self.parameterization == "plain":
+            return None
+        return GaussianReference(process.spde, tuple(self.data_mean_z.shape), process.dt, process.n_steps,
+                                 self.data_mean_z.detach().cpu().numpy(), self.data_var_z.detach().cpu().numpy())
 
     def grid_steps(self) -> np.ndarray:
         """Chain steps at which forward moments are stored: 0, 10, 20, ..., and K."""

@@ -56,7 +56,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spdekit.linear import LinearChain
+from spdekit.reference import GaussianReference
 from spdekit.spectral import from_modes, to_modes
 
 from .losses import TransitionPool, weighted_dsm_loss
@@ -81,10 +81,10 @@ class PathTargets:
         _check(process)
         self.process = process
         sp = process.spde
-        chain = LinearChain(sp.linearised("conservative"), tuple(shape[-2:]), process.dt, process.n_steps)
-        _, self.c = chain.diagonal_tables()  # (K+1, H, W)
-        self.f = chain.step_factors  # (K, H, W)
-        self.mu = chain.mu
+        ref = GaussianReference(sp, tuple(shape[-2:]), process.dt, process.n_steps)  # the networks' reference chain
+        self.c = ref.c  # (K+1, H, W)
+        self.f = ref.chain.step_factors  # (K, H, W)
+        self.mu = ref.mu
         t = process.dt * np.arange(process.n_steps)
         self.a1 = np.asarray(sp.alpha1(t), dtype=np.float64)
         self.a2sq = np.asarray(sp.alpha2(t), dtype=np.float64) ** 2

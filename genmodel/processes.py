@@ -32,6 +32,7 @@ from spdekit.solvers import solver_from_dict
 from spdekit.spectral import from_modes, to_modes
 
 from .bridge import from_torch, to_torch
+from .exact import GaussianDataScore  # noqa: F401  (re-exported: it lived here)
 
 PRESETS = ("paper_anisotropic", "paper_isotropic", "pure_noise", "custom")
 
@@ -295,46 +296,6 @@ class MarginalCovariance:
         # C^{-1} R xi = V^{-T} Cz^{-1} V^{-1} V L xi = V^{-T} L^{-T} xi
         target = -np.einsum("ij,bcj->bci", self._VinvT, np.einsum("bij,bcj->bci", self._per_sample(self._Tt), x))
         return noise.reshape(shape), target.reshape(shape)
-
-
-class GaussianDataScore:
-    """The exact score of the linear chain when u_0 ~ N(m, C): at step k the law of u_k is
-    N(A_k m, A_k C A_k^T + Cov[u_k | u_0]) (spdekit.linear), so s_k(u) = -P_k (u - m_k).
-
-    A ``score_fn(t, u)`` for :func:`genmodel.sample`; t must be a chain time k dt (k >= 1).
-    Precisions are computed per k on first use (dense D x D, single channel)."""
-
-    def __init__(self, process: SPDEProcess, mean0, cov0):
-        self.process = process
-        self.mean0 = np.asarray(mean0, dtype=np.float64)
-        self.cov0 = np.asarray(cov0, dtype=np.float64)
-        self.law = process.law(self.mean0.shape)
-        self._cache: dict = {}
-
-    def moments(self, k: int):
-        if k not in self._cache:
-            m, C = self.law.propagate(self.mean0, self.cov0, k)
-            self._cache[k] = (m.reshape(-1), np.linalg.inv(C))
-        return self._cache[k]
-
-    def step_index(self, t) -> np.ndarray:
-        t = np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t, dtype=np.float64)
-        k = np.rint(t / self.process.dt).astype(np.int64)
-        if np.any(np.abs(k * self.process.dt - t) > 1e-4 * self.process.dt) or np.any(k < 1):
-            raise ValueError("the exact chain score is defined at chain times t_k = k dt, k >= 1; "
-                             f"got t = {t.ravel()[:4]} with dt = {self.process.dt}")
-        return k
-
-    def __call__(self, t, u: torch.Tensor) -> torch.Tensor:
-        B = u.shape[0]
-        k = np.broadcast_to(self.step_index(t), (B,))
-        x = _np(u).reshape(B, -1).astype(np.float64)
-        out = np.empty_like(x)
-        for kk in np.unique(k):
-            sel = k == kk
-            m, P = self.moments(int(kk))
-            out[sel] = -(x[sel] - m) @ P.T
-        return _as_tensor(out.reshape(u.shape), u)
 
 
 __all__ = ["SPDEProcess", "Transition", "GaussianMarginal", "MarginalCovariance", "GaussianDataScore", "PRESETS"]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .sampling import _check_finite, langevin_corrector, reverse_predictor
+from .samplers import get_predictor, reverse_run
 
 
 def quantise(x: np.ndarray, levels: int, iters: int = 20) -> np.ndarray:
@@ -93,12 +93,14 @@ def _check_strokes(strokes) -> torch.Tensor:
 
 
 def sdedit_spde(process, score_fn, strokes, t0: float, steps: int | None = None, corrector_steps: int = 1,
-                snr: float = 0.16, seed=None, progress: bool = False) -> torch.Tensor:
+                snr: float = 0.16, seed=None, progress: bool = False, predictor: str = "em",
+                corrector: str = "langevin", reference=None) -> torch.Tensor:
     """SDEdit with an SPDE model: forward chain from the strokes to t0, reverse sampler back to 0.
 
-    ``steps``: predictor steps over the WHOLE interval [0, T] (Delta = T / steps, as in
-    :func:`genmodel.sample`); the reverse run takes round(t0 / Delta) of them. t0 is rounded to a
-    chain time k0 dt."""
+    ``steps``: predictor steps over the WHOLE interval [0, T] (as in :func:`genmodel.sample`); the
+    reverse run takes round(t0 / Delta) of them, Delta = T / steps. t0 is rounded to a chain time
+    k0 dt. ``predictor``/``corrector``: as in :func:`genmodel.sample` (the one reverse loop,
+    :func:`genmodel.samplers.reverse_run`)."""
     from tqdm.auto import tqdm
 
     s = _check_strokes(strokes)
@@ -109,21 +111,15 @@ def sdedit_spde(process, score_fn, strokes, t0: float, steps: int | None = None,
         raise ValueError(f"steps must be >= 1, got {steps}")
     k0 = max(1, int(round(t0 / process.dt)))
     t0 = k0 * process.dt
-    delta = process.T / steps
-    n_rev = max(1, int(round(t0 / delta)))
-    delta = t0 / n_rev
-    process.spde.check_dt(delta, 0.0, t0)
+    n_rev = max(1, int(round(t0 / (process.T / steps))))
+    if get_predictor(predictor).on_chain_grid:
+        n_rev = min(n_rev, k0)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     u = process.simulate(s, k0, rng).contiguous()
-    for i in tqdm(range(n_rev), disable=not progress, desc="sdedit", unit="step"):
-        t = t0 - i * delta
-        for _ in range(corrector_steps):
-            u = langevin_corrector(process, score_fn, t, u, snr, gen)
-        u = reverse_predictor(process, score_fn, t, delta, u, rng, add_noise=i < n_rev - 1)
-        if i % 25 == 0 or i == n_rev - 1:
-            _check_finite(u, t - delta)
-    return u
+    with tqdm(total=n_rev, disable=not progress, desc="sdedit", unit="step") as bar:
+        return reverse_run(process, score_fn, u, t0, n_rev, predictor, corrector, corrector_steps, snr, rng=rng,
+                           gen=gen, reference=reference, bar=bar)
 
 
 def sdedit_flow(velocity_fn, path, strokes, t0: float, steps: int = 100, method: str = "heun", seed=None,
@@ -143,19 +139,38 @@ def sdedit_flow(velocity_fn, path, strokes, t0: float, steps: int = 100, method:
         return integrate(velocity_fn, x, max(1, int(round(steps * t0))), method, t0=s, t1=1.0, progress=progress)
 
 
+OUTSIDE = 1.5  # |pixel| above this before clipping (data lie in [-1, 1]): a failed output, not a digit
+
+
 def stroke_scores(outputs, strokes, classifier=None, levels: int = 3, blur: float = 1.0) -> dict:
-    """Realism (classifier confidence) and faithfulness (RMS distance to the stroke) of SDEdit outputs."""
-    x = torch.as_tensor(outputs, dtype=torch.float32).clamp(-1, 1)
+    """Realism (classifier confidence) and faithfulness (RMS distance to the stroke) of SDEdit outputs.
+
+    Outputs with any pixel outside [-1.5, 1.5] before clipping are FLAGGED (``outside_fraction``,
+    ``outside_indices``): they are the reverse chain running away, not images. Faithfulness and the
+    mean confidence are computed over the other outputs; ``confident_fraction`` counts a flagged
+    output as not confident (its label is -1)."""
+    raw = torch.as_tensor(outputs, dtype=torch.float32)
     s = torch.as_tensor(strokes, dtype=torch.float32)
-    out = {"l2_to_stroke": float((x - s).square().flatten(1).mean(1).sqrt().mean()),
-           "l2_to_stroke_after_stroke_transform":
-               float((make_strokes(x, levels, blur) - s).square().flatten(1).mean(1).sqrt().mean())}
+    bad = (raw.abs() > OUTSIDE).flatten(1).any(1)
+    ok = ~bad
+    x = raw.clamp(-1, 1)
+    out = {"outside_fraction": float(bad.float().mean()), "outside_indices": torch.nonzero(bad).ravel().tolist(),
+           "max_abs_before_clipping": float(raw.abs().max())}
+    if ok.any():
+        out["l2_to_stroke"] = float((x[ok] - s[ok]).square().flatten(1).mean(1).sqrt().mean())
+        out["l2_to_stroke_after_stroke_transform"] = float(
+            (make_strokes(x[ok], levels, blur) - s[ok]).square().flatten(1).mean(1).sqrt().mean())
+    else:
+        out["l2_to_stroke"] = out["l2_to_stroke_after_stroke_transform"] = None
     if classifier is not None:
         f = max(1, x.shape[-1] // 16)
         xs = torch.nn.functional.avg_pool2d(x, f) if f > 1 else x
         p = classifier.probabilities(xs)
-        out.update({"confidence_mean": float(p.max(1).mean()), "confident_fraction": float((p.max(1) > 0.9).mean()),
-                    "labels": p.argmax(1).tolist()})
+        top = p.max(1)
+        okn = ok.numpy()
+        out.update({"confidence_mean": float(top[okn].mean()) if okn.any() else None,
+                    "confident_fraction": float(((top > 0.9) & okn).mean()),
+                    "labels": np.where(okn, p.argmax(1), -1).tolist()})
     return out
 
 
@@ -167,7 +182,9 @@ def stroke2img(model, process, strokes, t0: float, steps: int | None = None, see
     from .train import score_function
 
     return sdedit_spde(process, score_function(model), strokes, t0, steps, kw.get("corrector_steps", 1),
-                       kw.get("snr", 0.16), seed, progress)
+                       kw.get("snr", 0.16), seed, progress, predictor=kw.get("predictor", "em"),
+                       corrector=kw.get("corrector", "langevin"))
 
 
-__all__ = ["make_strokes", "quantise", "load_stroke", "sdedit_spde", "sdedit_flow", "stroke_scores", "stroke2img"]
+__all__ = ["OUTSIDE", "make_strokes", "quantise", "load_stroke", "sdedit_spde", "sdedit_flow", "stroke_scores",
+           "stroke2img"]

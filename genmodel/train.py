@@ -46,8 +46,8 @@ from .distributed import (
 )
 from .losses import check_time_weight_power, make_loss
 from .networks import ScoreModel, UNet, UNetConfig, count_parameters
+from .priors import GaussianPrior
 from .processes import SPDEProcess
-from .sampling import GaussianPrior
 
 DEFAULTS = {
     "data": {"dataset": "digits", "image_size": 16, "holdout": 0.2, "seed": 0},
@@ -454,6 +454,7 @@ def score_function(model: ScoreModel, batch_size: int = 1024):
             return model(t, u)
         return torch.cat([model(t[i:i + batch_size], u[i:i + batch_size]) for i in range(0, u.shape[0], batch_size)])
 
+    score_fn.model = model  # for the samplers' Gaussian reference and the likelihood's autograd
     return score_fn
 
 

@@ -6,7 +6,7 @@ differences with Neumann borders (Appendix H, eq. 35-37), driven by Q-Wiener noi
 exponential covariance, and stepped by (tamed) Euler-Maruyama (eq. 39).
 """
 
-from . import convergence, linear, problems, reverse, schedules
+from . import convergence, linear, problems, reference, reverse, schedules
 from ._version import __version__
 from .backends import get_backend
 from .brownian import BrownianPath
@@ -14,6 +14,8 @@ from .convergence import ConvergenceResult, OrderFit, convergence_study, plot_co
 from .grid import Grid
 from .linear import LinearChain
 from .noise import CirculantEmbedding, QWienerNoise
+from .reference import GaussianReference
+from .reverse import ReverseSDE
 from .simulate import SimulationDiverged, simulate
 from .solvers import EulerMaruyama, Solver, TamedEulerMaruyama
 from .spde import AnisotropicSPDE, StabilityWarning
@@ -27,9 +29,11 @@ __all__ = [
     "OrderFit",
     "CirculantEmbedding",
     "EulerMaruyama",
+    "GaussianReference",
     "Grid",
     "LinearChain",
     "QWienerNoise",
+    "ReverseSDE",
     "SimulationDiverged",
     "Solver",
     "StabilityWarning",
@@ -42,6 +46,7 @@ __all__ = [
     "open_trajectory",
     "plot_convergence",
     "problems",
+    "reference",
     "reverse",
     "schedules",
     "simulate",

@@ -33,8 +33,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import array_module
-from .backends.numpy_backend import _central
+from .backends.numpy_backend import _central, taming_factor
+from .reference import phi1
 from .spde import as_batch
+from .spectral import from_modes, to_modes
 
 
 def apply_sigma(spde, t, u, v, backend: str = "auto"):
@@ -44,11 +46,11 @@ def apply_sigma(spde, t, u, v, backend: str = "auto"):
     return g2 * spde.noise.apply_Q(g2 * v)
 
 
-def sigma_divergence(spde, t, u, backend: str = "auto"):
+def sigma_divergence(spde, t, u, backend: str = "auto", g2=None):
     """(tr D_u Sigma(t, u))_i = sum_j d Sigma_ij / d u_j for the g2 field of eq. (37) (module doc).
 
     Returns an array like u. Exactly zero (returned without computation) for white noise or
-    lambda2 = inf."""
+    lambda2 = inf. ``g2``: the field g2(t, u) when the caller has it already."""
     xp = array_module(u)
     if spde.noise.is_white or spde.is_additive:
         return xp.zeros_like(u)
@@ -58,7 +60,7 @@ def sigma_divergence(spde, t, u, backend: str = "auto"):
     shape = (-1, 1, 1, 1)
     a2 = xp.asarray(c["alpha2"]).reshape(shape)
     il = xp.asarray(c["inv_lam2"]).reshape(shape) / (h * h)
-    g = spde.diffusion_amplitude(t, ub, backend).astype(np.float64)
+    g = (spde.diffusion_amplitude(t, ub, backend) if g2 is None else as_batch(g2, "g2")[0]).astype(np.float64)
     ub64 = ub.astype(np.float64)
     dx = _central(ub64, -1, "reflect")
     dy = _central(ub64, -2, "reflect")
@@ -87,4 +89,175 @@ def dense_sigma(spde, t, u):
     return g[:, None] * spde.noise.dense_Q(u.shape) * g[None, :]
 
 
-__all__ = ["apply_sigma", "dense_sigma", "reverse_drift", "sigma_divergence"]
+class ReverseSDE:
+    """The time reversal (20) of the discretised SPDE as a problem for spdekit's solvers.
+
+    As in score_sde, times are the FORWARD times t of the chain: a step of size dt goes from t to
+    t - dt (reverse time T - t grows by dt). ``score(t, u)`` is the score of the forward chain's
+    marginal at forward time t: a callable taking t as a (B,) float64 array and u as a (B, C, H, W)
+    host array, returning an array like u (genmodel passes its networks through DLPack).
+    ``reference``: the chain's :class:`spdekit.reference.GaussianReference`, needed by the
+    exponential steps. Built by :meth:`spdekit.AnisotropicSPDE.reverse`.
+
+    Steps (each evaluates the score once and g2 once):
+
+    * :meth:`em_step` (what ``EulerMaruyama().step(rsde, t, u, dt, dW)`` calls): Euler-Maruyama,
+
+          u <- u + dt [tr D_u Sigma + Sigma s - b] + g2 dW,     dW ~ N(0, dt Q),
+
+      the score at t and b, Sigma, g2 at the target time t - dt. That is the pairing of the exact
+      reverse of one chain step u_{k+1} = M u_k + eps, eps ~ N(0, dt Sigma_k): Tweedie's formula gives
+      E[u_k | u_{k+1}] = M^{-1}(u_{k+1} + dt Sigma_k s_{k+1}(u_{k+1})) = u_{k+1} - dt b(t_k, u_{k+1})
+      + dt Sigma_k s_{k+1} + O(dt^2). In continuous time both pairings give eq. (20). ``dW=None``: no
+      noise (the last step, which returns the mean).
+    * :meth:`exponential_step`: from chain step k to chain step j < k (t = k dt, h = (k - j) dt).
+      Split the reverse drift into the reference's (linear and diagonal in DCT-II modes, module
+      :mod:`spdekit.reference`) and the remainder R = bbar - bbar_ref (the nonlinear drift minus its
+      linearisation, Sigma s minus the reference's Sigma_ref s_ref: non-Gaussian data, an imperfect
+      network, the paper stencil's border rows). The reference part is integrated EXACTLY by its
+      reverse kernel (the Gaussian posterior of z_j given z_k), R explicitly with the variation-of-
+      constants weight of an exactly integrated linear step, h phi_1(log G):
+
+          z_j = P_j m + G (z_k - P_k m) + h phi_1(log G) R_z(t, u) + sqrt(rho) xi,   xi ~ N(0, I),
+
+      per DCT-II mode (G, rho, P, m: :meth:`GaussianReference.reverse_kernel`; phi_1(x) = (e^x - 1)/x;
+      modes with G <= 0, possible only for dt above h^2 / (8 alpha1), get the weight h). When is it
+      exact? For a linear chain on the conservative stencil with white noise (b = b_ref, Sigma =
+      Sigma_ref), data that are Gaussian with independent DCT modes (the reference IS the data law)
+      and the exact score (s = s_ref), R = 0 and every step draws from the chain's own reverse kernel:
+      exact in law for ANY step count, including the last step to t = 0 (which keeps its noise rho:
+      the posterior of u_0 is not a point). Otherwise the error comes from R alone, and the stiff
+      part (fast relaxation of high modes, where explicit Euler needs h < 2 / (8 alpha1)) stays in the
+      exact part: with 0 <= (rate of R) <= (rate of the reference) the step contracts like the exact
+      flow for any h (h phi_1 weights keep e^{-a} + (1 - e^{-a})(1 - a'/a) in [0, 1]).
+    * :meth:`probability_flow`: the probability-flow ODE of the discretised chain,
+      du/dt = b - (tr D_u Sigma + Sigma s) / 2 (all at t) plus, with a reference, the correction that
+      makes its linearisation carry the chain's own marginals (:mod:`spdekit.reference`): deterministic.
+    * :meth:`exponential_flow_step`: the same split for the ODE; the reference's flow map
+      z_j = P_j m + r (z_k - P_k m), r = sqrt(V_j / V_k), is exact, the remainder weighted h phi_1(log r).
+      Exact (and deterministic) in law under the same conditions as :meth:`exponential_step`.
+    """
+
+    def __init__(self, spde, score, reference=None):
+        if not callable(score):
+            raise TypeError(f"score must be a callable score(t, u), got {type(score).__name__}")
+        self.spde = spde
+        self.score = score
+        self.reference = reference
+
+    # ------------------------------------------------------------------ pieces
+    @staticmethod
+    def _times(t, batch: int) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        return np.full(batch, float(t)) if t.ndim == 0 else t
+
+    def score_at(self, t, u):
+        """The score at forward time t (scalar or (B,)), checked: an array of u's shape and dtype."""
+        s = self.score(self._times(t, u.shape[0]), u)
+        if getattr(s, "shape", None) != u.shape:
+            raise ValueError(f"the score must have the shape of u {tuple(u.shape)}, got "
+                             f"{getattr(s, 'shape', type(s).__name__)}")
+        return s.astype(u.dtype, copy=False)
+
+    def _bbar(self, t, u, s, g2, backend):
+        """tr D_u Sigma + Sigma s - b at coefficient time t, with g2 = g2(t, u) given."""
+        div = sigma_divergence(self.spde, t, u, backend, g2=g2)
+        return div + g2 * self.spde.noise.apply_Q(g2 * s) - self.spde.drift(t, u, backend)
+
+    def drift(self, t, u, s=None, backend: str = "auto"):
+        """bbar(t, u) of eq. (20), score and coefficients at forward time t (``s``: the score, if known)."""
+        s = self.score_at(t, u) if s is None else s
+        return self._bbar(t, u, s, self.spde.diffusion_amplitude(t, u, backend), backend)
+
+    def noise_term(self, t, u, dW, backend: str = "auto"):
+        """sigma(t, u) dW = g2(t, u) dW."""
+        return self.spde.noise_term(t, u, dW, backend)
+
+    def probability_flow(self, t, u, s=None, backend: str = "auto"):
+        """du/dt = b - (tr D_u Sigma + Sigma s) / 2 at forward time t (a forward-time derivative): the
+        probability-flow ODE of the SDE (12). With a reference, at chain times t = k dt, the drift of the
+        DISCRETISED chain's flow: plus :meth:`ChainFlow.correction` (the chain decays
+        a mode by f = 1 + dt alpha1 mu per step, not by exp(dt alpha1 mu); without the correction the
+        ODE does not carry the chain's marginals: :mod:`spdekit.reference`)."""
+        s = self.score_at(t, u) if s is None else s
+        g2 = self.spde.diffusion_amplitude(t, u, backend)
+        half = sigma_divergence(self.spde, t, u, backend, g2=g2) + g2 * self.spde.noise.apply_Q(g2 * s)
+        f = self.spde.drift(t, u, backend) - 0.5 * half
+        if self.reference is None:
+            return f
+        corr = self.reference.chain_flow.correction(self._chain_step(t), np.asarray(u, dtype=np.float64),
+                                                    np.asarray(s, dtype=np.float64))
+        return (f + corr).astype(u.dtype, copy=False)
+
+    def _chain_step(self, t) -> int:
+        ref = self._reference()
+        t = np.asarray(t, dtype=np.float64)
+        tt = float(t.ravel()[0])
+        k = int(round(tt / ref.dt))
+        if np.any(t != tt) or abs(k * ref.dt - tt) > 1e-6 * ref.dt:
+            raise ValueError(f"the chain's probability flow is defined at chain times k dt (one for the batch); "
+                             f"got t = {t.ravel()[:4]} with dt = {ref.dt}")
+        return k
+
+    # ------------------------------------------------------------------ steps
+    def em_step(self, t, u, dt, dW, taming=None, backend: str = "auto", **_):
+        """One (tamed) Euler-Maruyama step from t to t - dt (class doc); returns (u_next, all_finite)."""
+        s = self.score_at(t, u)
+        tc = np.maximum(np.asarray(t, dtype=np.float64) - dt, 0.0)
+        g2 = self.spde.diffusion_amplitude(tc, u, backend)
+        bbar = self._bbar(tc, u, s, g2, backend)
+        if taming is None:
+            out = u + dt * bbar
+        else:
+            factor = taming_factor(bbar, dt, taming).reshape((-1,) + (1,) * (u.ndim - 1))
+            out = u + factor.astype(u.dtype) * bbar
+        if dW is not None:
+            out = out + g2 * dW
+        return out, bool(np.isfinite(out).all())
+
+    def _reference(self):
+        if self.reference is None:
+            raise ValueError("the exponential steps need the chain's Gaussian reference: build the reverse SDE "
+                             "with reference= (spdekit.reference.GaussianReference)")
+        return self.reference
+
+    def _chain_time(self, k: int, j: int):
+        ref = self._reference()
+        if not 0 <= j < k <= ref.n_steps:
+            raise ValueError(f"exponential steps go from chain step k to j with 0 <= j < k <= {ref.n_steps}; "
+                             f"got k = {k}, j = {j}")
+        return ref, k * ref.dt, (k - j) * ref.dt
+
+    def exponential_step(self, k: int, j: int, u, xi=None, backend: str = "auto"):
+        """Exponential-integrator step of the reverse SDE from chain step k to j < k (class doc).
+        ``xi``: standard normal draws like u (None: no noise). Returns (u_j, all_finite)."""
+        ref, t, h = self._chain_time(k, j)
+        s = self.score_at(t, u)
+        bbar = self.drift(t, u, s, backend)
+        z = to_modes(np.asarray(u, dtype=np.float64), "conservative")
+        R = to_modes(np.asarray(bbar, dtype=np.float64), "conservative") - ref.reverse_drift_modes(
+            t, z, ref.score_modes(k, z))
+        mj, G, mk, rho = ref.reverse_kernel(k, j)
+        w = h * np.where(G > 0, phi1(np.log(np.where(G > 0, G, 1.0))), 1.0)
+        zj = mj + G * (z - mk) + w * R
+        if xi is not None:
+            zj = zj + np.sqrt(rho) * xi
+        out = from_modes(zj, "conservative").astype(u.dtype)
+        return out, bool(np.isfinite(out).all())
+
+    def exponential_flow_step(self, k: int, j: int, u, backend: str = "auto"):
+        """Exponential step of the probability-flow ODE from chain step k to j < k (class doc)."""
+        ref, t, h = self._chain_time(k, j)
+        s = self.score_at(t, u)
+        f = self.probability_flow(t, u, s, backend)
+        z = to_modes(np.asarray(u, dtype=np.float64), "conservative")
+        # reverse-time drifts: -f and -f_ref
+        R = ref.flow_drift_modes(k, z, ref.score_modes(k, z)) - to_modes(np.asarray(f, dtype=np.float64),
+                                                                          "conservative")
+        mj, r, mk = ref.flow_map(k, j)
+        zj = mj + r * (z - mk) + h * phi1(np.log(r)) * R
+        out = from_modes(zj, "conservative").astype(u.dtype)
+        return out, bool(np.isfinite(out).all())
+
+
+__all__ = ["ReverseSDE", "apply_sigma", "dense_sigma", "reverse_drift", "sigma_divergence"]

@@ -130,6 +130,14 @@ class AnisotropicSPDE:
                                correlation_length=self.correlation_length, stencil=stencil,
                                noise_kind=self.noise.kind, spacing=self.spacing)
 
+    def reverse(self, score, reference=None):
+        """The time reversal (eq. 20) of this SPDE's discretised chain for a score ``score(t, u)``:
+        a :class:`spdekit.reverse.ReverseSDE` (``reference``: its Gaussian reference, for the
+        exponential steps)."""
+        from .reverse import ReverseSDE
+
+        return ReverseSDE(self, score, reference)
+
     def grid(self, shape) -> Grid:
         return Grid(tuple(shape)[-2:], self.spacing)
 

@@ -67,6 +67,33 @@ def from_modes(z, stencil: str = "conservative"):
     return sfft.dctn(z / (4 * trapezoid_weights(z.shape[-2:])), type=1, axes=(-2, -1))
 
 
+def adjoint_modes(s, stencil: str = "conservative"):
+    """V^T s along the last two axes (the transpose of :func:`from_modes`; equal to :func:`to_modes`
+    for the orthonormal DCT-II)."""
+    check_choice("stencil", stencil, STENCILS)
+    if stencil == "conservative":
+        return sfft.dctn(s, type=2, norm="ortho", axes=(-2, -1))
+    return sfft.dctn(s / trapezoid_weights(s.shape[-2:]), type=1, axes=(-2, -1)) / 4.0
+
+
+def axis_inverse_matrix(n: int, stencil: str = "conservative") -> np.ndarray:
+    """The 1-D V^{-1} (n x n): mode coordinates of the n unit vectors of one axis."""
+    check_choice("stencil", stencil, STENCILS)
+    eye = np.eye(n)
+    if stencil == "conservative":
+        return sfft.dct(eye, type=2, norm="ortho", axis=0)
+    return _axis_weights(n)[:, None] * sfft.dct(eye, type=1, axis=0) / (n - 1)
+
+
+def white_noise_diagonal(shape, stencil: str = "conservative") -> np.ndarray:
+    """diag(V^{-1} V^{-T}) on an (H, W) grid: the variance each mode of white unit noise gets (1 for
+    the orthonormal DCT-II; the DCT-I modes of the paper stencil are not orthonormal)."""
+    H, W = shape
+    nh = (axis_inverse_matrix(H, stencil) ** 2).sum(1)
+    nw = (axis_inverse_matrix(W, stencil) ** 2).sum(1)
+    return nh[:, None] * nw[None, :]
+
+
 def trapezoid_weights(shape) -> np.ndarray:
     """W of the paper stencil's inner product (product of the per-axis trapezoid weights)."""
     H, W = shape
