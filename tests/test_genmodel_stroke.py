@@ -11,6 +11,7 @@ from tiny_configs import tiny_toml
 import spdekit
 from genmodel import GaussianDataScore, SPDEProcess
 from genmodel.cli import main
+from genmodel.data import load_digits
 from genmodel.flow_matching import GaussianOTVelocity
 from genmodel.stroke import make_strokes, quantise, sdedit_flow, sdedit_spde, stroke_scores
 from genmodel.train import Trainer, load_config
@@ -117,3 +118,57 @@ def test_cli_stroke2img(tmp_path, capsys):
     assert z["images"].shape == (8, 1, 8, 8) and z["strokes"].shape == (2, 1, 8, 8)
     assert main(["stroke2img", str(ckpt), str(png), "--t0", "5", "--quiet"]) == 2  # t0 > T: clear error
     assert "t0 must lie in (0, T" in capsys.readouterr().err
+
+
+def test_outputs_outside_the_data_range_are_flagged_not_counted():
+    """An output with a pixel outside [-1.5, 1.5] before clipping is flagged; it is left out of the
+    faithfulness and mean confidence and never counted as a confident digit."""
+    from genmodel.metrics import load_classifier
+
+    clf = load_classifier()
+    digits = load_digits(16, "test")[:6]
+    strokes = make_strokes(digits)
+    out = digits.clone()
+    out[1, 0, 3, 3] = 2.9  # a runaway pixel: clipped, this image would still look like its digit
+    out[4] = torch.where(torch.arange(16)[None, :] % 2 == 0, 3.0, -3.0)  # checkerboard-like noise
+    res = stroke_scores(out, strokes, clf)
+    assert res["outside_fraction"] == pytest.approx(2 / 6) and res["outside_indices"] == [1, 4]
+    assert res["labels"][1] == -1 and res["labels"][4] == -1
+    clean = stroke_scores(digits[[0, 2, 3, 5]], strokes[[0, 2, 3, 5]], clf)
+    assert res["l2_to_stroke"] == pytest.approx(clean["l2_to_stroke"])
+    assert res["confidence_mean"] == pytest.approx(clean["confidence_mean"])
+    # the flagged ones count as not confident: the fraction is over all 6 outputs
+    assert res["confident_fraction"] == pytest.approx(clean["confident_fraction"] * 4 / 6)
+    assert stroke_scores(digits, strokes, clf)["outside_fraction"] == 0.0
+
+
+def test_cli_samplers_and_likelihood(tmp_path, capsys):
+    torch.set_num_threads(1)
+    toml = tiny_toml(process="""
+[process]
+preset = "paper_isotropic"
+T = 0.1
+dt = 0.01
+stencil = "conservative"
+""", train="""
+steps = 2
+batch = 8
+threads = 1
+""", sampling="steps = 10")
+    tr = Trainer(load_config(tomllib.loads(toml)), tmp_path / "run", log=lambda *_: None)
+    tr.run(progress=False)
+    ckpt = str(tr.export())
+    for pred in ("exponential", "ode", "exponential_ode"):
+        assert main(["sample", ckpt, "--n", "3", "--predictor", pred, "--corrector", "none", "--out",
+                     str(tmp_path / f"{pred}.npz"), "--quiet"]) == 0
+        assert np.isfinite(np.load(tmp_path / f"{pred}.npz")["images"]).all()
+    capsys.readouterr()
+    assert main(["stroke2img", ckpt, "--from-digits", "2", "--t0", "0.05", "--predictor", "exponential", "--out",
+                 str(tmp_path / "s.npz"), "--json", "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert "outside_fraction" in res
+    assert main(["likelihood", ckpt, "--n", "4", "--json", "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert res["n"] == 4 and np.isfinite(res["bits_per_dim"]) and res["standard_error"] > 0
+    assert main(["likelihood", ckpt, "--n", "0", "--quiet"]) == 2
+    assert "--n must be >= 1" in capsys.readouterr().err
