@@ -30,10 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "validation"))
 
+from genmodel_exact_score import H, K, T, chains, gaussian_data  # noqa: E402
+
 from genmodel import GaussianPrior, SPDEProcess  # noqa: E402
 from genmodel.exact import GaussianDataScore  # noqa: E402
 from genmodel.likelihood import log_likelihood  # noqa: E402
-from genmodel_exact_score import H, K, T, chains, gaussian_data  # noqa: E402
 
 
 def gaussian_check(chain: str, n: int, steps: int) -> dict:
@@ -89,7 +90,8 @@ def main() -> int:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     warnings.simplefilter("ignore")
-    print("| chain | n | Heun steps | analytic | exact trace (diff) | Hutchinson - exact (SE) | s (exact / Hutchinson) |")
+    print("| chain | n | Heun steps | analytic | exact trace (diff) | Hutchinson - exact (SE) | "
+          "s (exact / Hutchinson) |")
     print("|---|---|---|---|---|---|---|")
     for chain in a.chains:
         r = gaussian_check(chain, a.n, a.steps)
