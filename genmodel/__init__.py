@@ -19,14 +19,21 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch/numba start OpenMP (module doc)
 
 from .bridge import from_torch, to_torch
-from .processes import GaussianDataScore, SPDEProcess
+from .exact import GaussianDataScore, GaussianMixtureScore
+from .likelihood import log_likelihood
+from .processes import SPDEProcess
+from .samplers import CORRECTORS, PREDICTORS
 from .sampling import GaussianPrior, residual_dependence, sample
 
 __all__ = [
+    "CORRECTORS",
+    "PREDICTORS",
     "GaussianDataScore",
+    "GaussianMixtureScore",
     "GaussianPrior",
     "SPDEProcess",
     "from_torch",
+    "log_likelihood",
     "residual_dependence",
     "sample",
     "to_torch",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arrays import as_native
 from ._checks import check_int, check_positive
 
 #: smallest number of nodes per axis: the paper's stencil (35) reaches two nodes away.
@@ -54,3 +55,26 @@ class Grid:
     def like(cls, u, spacing: float = 1.0) -> Grid:
         """The grid of an array whose last two axes are (H, W)."""
         return cls(tuple(int(s) for s in u.shape[-2:]), spacing)
+
+
+def as_batch(u, name: str = "u"):
+    """View u as (B, C, H, W) and check it; returns (view, restore) where restore maps results back.
+
+    u may be numpy, cupy or any DLPack array (e.g. a torch tensor): it is viewed without a copy
+    and results come back in u's own type, on u's device (:mod:`spdekit._arrays`). Checked: rank 2
+    or 4, a grid of at least 3 x 3 nodes, at least one sample and channel, float32 or float64."""
+    u, back = as_native(u)
+    if u.ndim == 4:
+        view, restore = u, back
+    elif u.ndim == 2:
+        view, restore = u[None, None], lambda v: back(v[0, 0])
+    else:
+        raise ValueError(
+            f"{name} must have rank 2 (H, W) or 4 (batch, channels, H, W); got shape {tuple(u.shape)}"
+        )
+    if np.dtype(u.dtype) not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {u.dtype}")
+    Grid(tuple(int(s) for s in view.shape[-2:]))
+    if view.shape[0] < 1 or view.shape[1] < 1:
+        raise ValueError(f"{name} needs at least one sample and one channel; got shape {tuple(u.shape)}")
+    return view, restore

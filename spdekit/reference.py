@@ -36,9 +36,9 @@ The chain is not that SDE: one step multiplies a mode by f = 1 - dt alpha1 |mu|,
 exp(-dt alpha1 |mu|), so its marginals decay at the rate a = -log(f) / dt = alpha1 |mu| (1 + dt alpha1
 |mu| / 2 + ...). For the reverse SDE this is harmless (the score term pulls the state back to the
 chain's marginal), but the probability-flow ODE du/dt = b - Sigma s / 2 transports variances at the
-SDE's rate, and a mode's variance ratio to the chain's drifts by exp(int dt alpha1^2 mu^2 dt): a factor
-of about 7,700 for the highest mode of an 8x8 heat chain with alpha1 -> 16 and K = 1056 (measured: the
-mode ends 8x too wide whatever the ODE step). The chain's own continuous-time interpolation per step
+SDE's rate, and a mode's variance ratio to the chain's drifts by exp(int dt alpha1^2 mu^2 dt), which is
+large wherever dt alpha1 |mu| is not small (docs/genmodel.md, Samplers). The chain's own continuous-time
+interpolation per step
 is the linear SDE with rate a_k = -log(f_k) / dt and noise rate sigma_k^2 = 2 a_k dt alpha2^2 n / (1 - f_k^2),
 whose law at every t_k IS the chain's; its probability-flow drift -a_k z - sigma_k^2 s / 2
 (:meth:`flow_drift_modes`) differs from the SDE's by :class:`ChainFlow` (on the SDE's own stencil), which the

@@ -34,8 +34,8 @@ import numpy as np
 
 from ._checks import array_module
 from .backends.numpy_backend import _central, taming_factor
+from .grid import as_batch
 from .reference import phi1
-from .spde import as_batch
 from .spectral import from_modes, to_modes
 
 

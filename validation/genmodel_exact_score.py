@@ -35,7 +35,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenM
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -46,6 +45,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "validation"))
+
+from table1 import commit  # noqa: E402
 
 import spdekit  # noqa: E402
 from genmodel import GaussianPrior, SPDEProcess, sample  # noqa: E402
@@ -154,17 +156,6 @@ def fmt_row(chain, data, pred, frac, r):
     nan = float("nan")
     comps = " / ".join(f"{100 * r.get(f'cov_err{i}', nan):.1f} % ({100 * r.get(f'floor{i}', nan):.1f})" for i in (1, 2))
     return head + f" {r['weight1']:.4f} (z = {r['weight_z']:+.1f}); {comps} | - | {r['seconds']:.0f} |"
-
-
-def commit() -> str:
-    try:
-        h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return h + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> int:
