@@ -207,8 +207,14 @@ def check_run_folder(out: Path, cfg: dict) -> None:
         os.replace(tmp, stored)
 
 
-def run_one(name: str, cfg: dict, workdir: Path, classifier=None, log=print, progress: bool = True) -> dict:
-    """Train (or resume), export, sample and score one (method, size, seed)."""
+def run_one(name: str, cfg: dict, workdir: Path, classifier=None, log=print, progress: bool = True,
+            heldout: torch.Tensor | None = None, n_samples: int | None = None, prior=None) -> dict:
+    """Train (or resume), export, sample and score one (method, size, seed).
+
+    Defaults are Table 1's: scored against the held-out digits (``heldout``), ``samples_for(PROFILE, size)``
+    samples (``n_samples``), the model's stored moment-matched prior (``prior``: any object with
+    ``sample(n, rng, dtype)``). validation/anisotropy_study.py sets them for its second data set and its
+    VE-SDE prior."""
     out = workdir / name
     res_path = out / "result.json"
     check_run_folder(out, cfg)
@@ -224,40 +230,24 @@ def run_one(name: str, cfg: dict, workdir: Path, classifier=None, log=print, pro
         tr.resume()
     tr.run(progress=progress)
     tr.export()
-    model, process, prior, ck = load_model(out / "model.pt")
+    model, process, stored_prior, ck = load_model(out / "model.pt")
     dev = resolve_device(cfg["train"].get("device", "auto"))  # the trainer's device: the GPU when torch sees one
     model = on_device(model, dev.type)  # the network there; the chain's numerics stay in spdekit on the CPU
-    samp = ck["sampling"]
-    n = samples_for(PROFILE, cfg["data"]["image_size"])
+    size = cfg["data"]["image_size"]
+    n = samples_for(PROFILE, size) if n_samples is None else int(n_samples)
     seed = cfg["train"]["seed"]
-    t1 = time.perf_counter()
-    if getattr(process, "method", None) == "flow_matching":
-        size = cfg["data"]["image_size"]
-        x = fm_sample(model, n, (1, size, size), steps=samp["steps"], method=samp["method"], seed=1000 + seed,
-                      batch_size=256, progress=progress)
-        nfe = 2 * samp["steps"] if samp["method"] == "heun" else samp["steps"]
-    else:
-        x = spde_sample(process, score_function(model), n, steps=samp["steps"],
-                        corrector_steps=samp["corrector_steps"], snr=samp["snr"], prior=prior, seed=1000 + seed,
-                        batch_size=256, progress=progress)
-        nfe = samp["steps"] * (1 + samp["corrector_steps"])
-    sample_seconds = time.perf_counter() - t1
-    diverged = float((x.abs() > DIVERGED).float().mean())  # data lie in [-1, 1]; far outside = unstable sampler
-    max_abs = float(x.abs().max())
-    x = x.clamp(-1, 1)
-    heldout = load_digits(cfg["data"]["image_size"], "test")
-    xs, hs = downsample_to_16(x), downsample_to_16(heldout)
-    met = evaluate_samples(xs, hs, classifier=classifier, seed=seed)
-    p = classifier.probabilities(xs)
-    res = {"name": name, "fid": met["fid"], "kid": met["kid"], "kid_std": met["kid_std"],
-           "is_analogue": met["is_analogue"], "confidence_mean": float(p.max(1).mean()),
-           "confident_fraction": met["confident_fraction"], "class_histogram": met["class_histogram"],
+    heldout = load_digits(size, "test") if heldout is None else heldout
+    x, ev = sample_and_score(model, process, stored_prior if prior is None else prior, ck["sampling"], size, n,
+                             seed, classifier, heldout, progress)
+    res = {"name": name, **{k: ev[k] for k in ("fid", "kid", "kid_std", "is_analogue", "confidence_mean",
+                                               "confident_fraction", "class_histogram")},
            "train_steps": tr.step, "train_seconds": tr.seconds, "train_s_per_1k": 1000 * tr.seconds / max(tr.step, 1),
            "setup_seconds": setup, "prior_seconds": getattr(tr, "prior_seconds", 0.0),
-           "sample_seconds": sample_seconds, "sample_s_per_image": sample_seconds / n, "n_samples": n, "nfe": nfe,
+           **{k: ev[k] for k in ("sample_seconds", "sample_s_per_image", "n_samples", "nfe")},
            "params": tr.n_params, "loss": tr.loss.name, "process": tr.process.to_dict(),
-           "diverged_fraction": diverged, "max_abs_before_clamp": max_abs, "commit": COMMIT_AT_START,
-           "timed_on": timed_on(dev), "machine": machine(), "wall_seconds": time.perf_counter() - t0}
+           "diverged_fraction": ev["diverged_fraction"], "max_abs_before_clamp": ev["max_abs_before_clamp"],
+           "commit": COMMIT_AT_START, "timed_on": timed_on(dev), "machine": machine(),
+           "wall_seconds": time.perf_counter() - t0}
     torch.save(x[:64].clone(), out / "grid_samples.pt")
     res_path.write_text(json.dumps(res, indent=1, default=str))
     log(f"[{name}] FID {res['fid']:.2f} KID {res['kid']:.4f} IS {res['is_analogue']:.2f} "
@@ -266,9 +256,43 @@ def run_one(name: str, cfg: dict, workdir: Path, classifier=None, log=print, pro
     return res
 
 
-def reference_row(size: int, classifier) -> dict:
-    """Held-out vs training digits (as many as held out): the floor of each metric."""
-    train, heldout = load_digits(size, "train"), load_digits(size, "test")
+def sample_and_score(model, process, prior, samp: dict, size: int, n: int, seed: int, classifier,
+                     heldout: torch.Tensor, progress: bool = True) -> tuple[torch.Tensor, dict]:
+    """``n`` samples of a trained model (sampling seed 1000 + ``seed``) with the settings ``samp`` (a
+    checkpoint's [sampling] table; ``samp["predictor"]``, default "em", for the SPDE models) scored against
+    ``heldout`` like Table 1: (the samples clipped to [-1, 1], FID / KID / IS analogue / confidence, NFE,
+    sampling time, the fraction of pixels beyond DIVERGED before clipping)."""
+    t1 = time.perf_counter()
+    if getattr(process, "method", None) == "flow_matching":
+        x = fm_sample(model, n, (1, size, size), steps=samp["steps"], method=samp["method"], seed=1000 + seed,
+                      batch_size=256, progress=progress)
+        nfe = 2 * samp["steps"] if samp["method"] == "heun" else samp["steps"]
+    else:
+        predictor = samp.get("predictor", "em")
+        x = spde_sample(process, score_function(model), n, steps=samp["steps"],
+                        corrector_steps=samp["corrector_steps"], snr=samp["snr"], prior=prior, seed=1000 + seed,
+                        batch_size=256, progress=progress, predictor=predictor)
+        steps, corr = samp["steps"], samp["corrector_steps"]
+        nfe = (2 * steps - 1 if predictor == "ode" else steps) + steps * corr  # "ode" (Heun): 2 per step, last 1
+    sample_seconds = time.perf_counter() - t1
+    diverged = float((x.abs() > DIVERGED).float().mean())  # data lie in [-1, 1]; far outside = unstable sampler
+    max_abs = float(x.abs().max())
+    x = x.clamp(-1, 1)
+    xs, hs = downsample_to_16(x), downsample_to_16(heldout)
+    met = evaluate_samples(xs, hs, classifier=classifier, seed=seed)
+    p = classifier.probabilities(xs)
+    return x, {"fid": met["fid"], "kid": met["kid"], "kid_std": met["kid_std"], "is_analogue": met["is_analogue"],
+               "confidence_mean": float(p.max(1).mean()), "confident_fraction": met["confident_fraction"],
+               "class_histogram": met["class_histogram"], "sample_seconds": sample_seconds,
+               "sample_s_per_image": sample_seconds / n, "n_samples": n, "nfe": nfe,
+               "diverged_fraction": diverged, "max_abs_before_clamp": max_abs}
+
+
+def reference_row(size: int, classifier, train: torch.Tensor | None = None,
+                  heldout: torch.Tensor | None = None) -> dict:
+    """Held-out vs training images (as many as held out; default the digits): the floor of each metric."""
+    train = load_digits(size, "train") if train is None else train
+    heldout = load_digits(size, "test") if heldout is None else heldout
     xs, hs = downsample_to_16(train[: heldout.shape[0]]), downsample_to_16(heldout)
     met = evaluate_samples(xs, hs, classifier=classifier, seed=0)
     p = classifier.probabilities(xs)
