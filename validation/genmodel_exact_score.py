@@ -173,6 +173,7 @@ def main() -> int:
     ap.add_argument("--doc", default=str(ROOT / "docs" / "genmodel.md"),
                     help="markdown file whose marked section gets the table ('' to only print)")
     ap.add_argument("--json", help="raw results: kept after every row, and rows already in it are not rerun")
+    ap.add_argument("--report", action="store_true", help="measure nothing: the table of the rows in --json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     saved = Path(a.json) if a.json else None
@@ -185,7 +186,7 @@ def main() -> int:
         for data in a.data:
             for pred in a.predictors:
                 for frac in a.fractions:
-                    if (cname, data, pred, K // frac) in done:
+                    if (cname, data, pred, K // frac) in done or a.report:
                         continue
                     r = run(process, data, pred, K // frac, a.n)
                     results.append({"chain": cname, "data": data, "predictor": pred, "steps": K // frac, **r})
