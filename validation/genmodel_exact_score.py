@@ -191,8 +191,11 @@ def main() -> int:
                     r = run(process, data, pred, K // frac, a.n)
                     results.append({"chain": cname, "data": data, "predictor": pred, "steps": K // frac, **r})
                     print(fmt_row(cname, data, pred, frac, r), flush=True)
-                    if saved is not None:
-                        tmp = saved.with_suffix(".tmp")
+                    if saved is not None:  # merged with rows another run saved meanwhile, written atomically
+                        keys = {(x["chain"], x["data"], x["predictor"], x["steps"]) for x in results}
+                        other = json.loads(saved.read_text()) if saved.exists() else []
+                        results += [x for x in other if (x["chain"], x["data"], x["predictor"], x["steps"]) not in keys]
+                        tmp = saved.with_suffix(f".{os.getpid()}.tmp")
                         tmp.write_text(json.dumps(results, indent=1))
                         tmp.replace(saved)
     order = {c: i for i, c in enumerate(chains())}
