@@ -178,7 +178,10 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     saved = Path(a.json) if a.json else None
     results = json.loads(saved.read_text()) if saved is not None and saved.exists() else []
-    done = {(r["chain"], r["data"], r["predictor"], r["steps"]) for r in results}
+    def key(r):
+        return r["chain"], r["data"], r["predictor"], r["steps"]
+
+    done = {key(r) for r in results}
     for cname, spde in chains().items():
         if cname not in a.chains:
             continue
@@ -192,9 +195,9 @@ def main() -> int:
                     results.append({"chain": cname, "data": data, "predictor": pred, "steps": K // frac, **r})
                     print(fmt_row(cname, data, pred, frac, r), flush=True)
                     if saved is not None:  # merged with rows another run saved meanwhile, written atomically
-                        keys = {(x["chain"], x["data"], x["predictor"], x["steps"]) for x in results}
+                        keys = {key(x) for x in results}
                         other = json.loads(saved.read_text()) if saved.exists() else []
-                        results += [x for x in other if (x["chain"], x["data"], x["predictor"], x["steps"]) not in keys]
+                        results += [x for x in other if key(x) not in keys]
                         tmp = saved.with_suffix(f".{os.getpid()}.tmp")
                         tmp.write_text(json.dumps(results, indent=1))
                         tmp.replace(saved)

@@ -112,7 +112,8 @@ def write_doc(results: dict, args, path: Path) -> None:
              f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC",
              f"* machine: {machine()}" + (f"; {args.note}" if args.note else ""),
              f"* every setting: {args.n} samples from the model's moment-matched Gaussian prior, seed {SEED}, "
-             "scored against the held-out digits (359 images) with the shipped classifier (as docs/table1.md); "
+             f"scored against the held-out digits ({len(load_digits(16, 'test'))} images) with the shipped classifier "
+             "(as docs/table1.md); "
              "the models are the ones named below, unchanged; nothing tuned per predictor",
              f"* wall time of the sampling: {minutes:.0f} min", ""]
     for key, label in MODELS:
