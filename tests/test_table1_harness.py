@@ -77,7 +77,8 @@ def test_ablation_cells_one_loss(table1):
     from genmodel.train import build_process
 
     cells = table1.ABLATION_CELLS
-    assert len(cells) == len(set(cells)) == 6 and table1.ABLATION_CENTRE in cells
+    assert len(cells) == len(set(cells)) == 4 and table1.ABLATION_CENTRE in cells
+    assert not any(ell in table1.WITHDRAWN_ELL for _, ell in cells)  # withdrawn variants are not run again
     assert {c for c in cells if c[1] == 0} == {(lm, 0) for lm in table1.ABLATION_LAMBDA1_MIN}
     assert {c for c in cells if c[0] == table1.ABLATION_CENTRE[0]} == {
         (table1.ABLATION_CENTRE[0], ell) for ell in table1.ABLATION_ELL}
@@ -193,3 +194,69 @@ def test_runs_name_their_machine(table1):
     line = table1._run_machines({("a", 16): [{}, {}], ("a", 32): [{"machine": "GPU box"}, {"machine": here}]})[0]
     assert "machine not recorded (a run from before runs stored it) (2 runs)" in line
     assert "GPU box (1 run)" in line and f"{here} (1 run)" in line
+
+
+def _row(**kw):
+    return dict({"fid": 4.25, "kid": 0.1, "is_analogue": 7.0, "confidence_mean": 0.9, "confident_fraction": 0.75,
+                 "train_s_per_1k": 300.0, "sample_s_per_image": 0.5, "nfe": 528, "params": 6.9e5,
+                 "diverged_fraction": 0.0, "max_abs_before_clamp": 1.0, "wall_seconds": 60.0, "commit": "abc1234"},
+                **kw)
+
+
+def test_withdrawn_ablation_rows_leave_the_table(table1, tmp_path):
+    """The correlated-noise ablation rows (l = 1, 2) are not in the table; a paragraph names them and gives the
+    reference-only check's numbers; the l = 0 rows stay."""
+    import argparse
+
+    keep, gone = table1.ablation_key(0.025, 0), table1.ablation_key(0.025, 2)
+    assert not table1.withdrawn_row(keep) and table1.withdrawn_row(gone)
+    assert not table1.withdrawn_row("isotropic")
+    prof = dict(table1.PROFILES["full"], sizes=[16], seeds=[0], missing="")
+    labels = {keep: table1.ablation_label(0.025, 0), gone: table1.ablation_label(0.025, 2)}
+    out = tmp_path / "a.md"
+    check = {0: {"outside": 0.022, "max_abs": 3.48, "n": 500}, 2: {"outside": 0.257, "max_abs": 15.6, "n": 500}}
+    table1.write_doc(out, {(keep, 16): [_row()], (gone, 16): [_row(fid=21.06)]}, {},
+                     argparse.Namespace(quick=False, ablation=True, note=""), prof, 1.0, {}, labels,
+                     reference_check=check)
+    doc = out.read_text()
+    table = [line for line in doc.splitlines() if line.startswith("| ")]
+    assert any("l = 0 (the paper's preset)" in line for line in table)
+    assert not any("l = 2" in line for line in table) and "21.06" not in doc
+    assert "**Withdrawn: anisotropic, lambda1_min = 0.025, l = 2.**" in doc  # one row: no separator
+    assert "l = 2: 25.7 % of the pixels outside" in doc and "500 samples" in doc
+    assert "What this table can and cannot say" not in doc  # that paragraph is the main table's
+
+
+def test_main_table_points_to_the_study(table1, tmp_path):
+    import argparse
+
+    out = tmp_path / "t.md"
+    table1.write_doc(out, {("isotropic", 16): [_row()]}, {}, argparse.Namespace(quick=False, ablation=False, note=""),
+                     dict(table1.PROFILES["full"], sizes=[16], seeds=[0], missing=""), 1.0, {},
+                     {"isotropic": table1.ALL_METHODS["isotropic"]["label"]})
+    doc = out.read_text()
+    assert "| Ours (isotropic): heat of eq. 17 (alpha2 -> 0.5, conservative stencil, exact loss) | 16 | 4.25 |" in doc
+    assert "[docs/anisotropy.md](anisotropy.md)" in doc
+
+
+def test_rewrite_from_the_raw_json(table1, tmp_path):
+    """--rewrite: the document again from its raw JSON, nothing trained; the runs' commits and the commands' notes
+    are kept, the labels are today's."""
+    raw = tmp_path / "t.json"
+    cmd = ["validation/table1.py", "--sizes", "16", "--note", "two jobs side by side"]
+    raw.write_text(json.dumps({"profile": dict(table1.PROFILES["full"], sizes=[16], seeds=[0], missing=""),
+                               "rows": {"isotropic_16px": [_row(commit="0408ae5")]},
+                               "reference": {"16": {"fid": 1.57, "kid": -0.0971, "is_analogue": 9.84,
+                                                    "confidence_mean": 0.996, "confident_fraction": 0.992}},
+                               "commands": {"16": cmd}}))
+    out = tmp_path / "t.md"
+    assert table1.main(["--rewrite", "--out", str(out), "--figdir", str(tmp_path / "fig"),
+                        "--workdir", str(tmp_path / "runs")]) == 0
+    doc = out.read_text()
+    assert "Ours (isotropic): heat of eq. 17" in doc and "runs made at commit(s) 0408ae5" in doc
+    assert "two jobs side by side" in doc and "rewritten from t.json" in doc
+    assert "| held-out vs training digits (floor) | 16 | 1.57 |" in doc
+    assert json.loads(raw.read_text())["rewritten"]["commit"] == table1.COMMIT_AT_START != ""
+    assert not (tmp_path / "runs").exists()  # nothing was run
+    with pytest.raises(SystemExit, match="no raw table"):
+        table1.main(["--rewrite", "--out", str(tmp_path / "none.md"), "--workdir", str(tmp_path / "runs")])

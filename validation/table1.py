@@ -49,17 +49,27 @@ import argparse
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "validation"))  # table1_doc, also in spawned workers and when imported by path
+
+from table1_doc import (  # noqa: E402,F401
+    DIVERGED,
+    WITHDRAWN_ELL,
+    _run_machines,
+    commit,
+    kept_rows,
+    machine,
+    samples_for,
+    withdrawn_row,
+    write_doc,
+)
 
 from genmodel.cli import save_grid  # noqa: E402
 from genmodel.data import load_digits  # noqa: E402
@@ -72,7 +82,7 @@ from genmodel.train import load_config, load_model, make_trainer, score_function
 METHODS = {
     "ve_sde": {"label": "VE-SDE (pure noise, eq. 13; Song et al. 2021)",
                "process": {"preset": "pure_noise", "stencil": "conservative"}, "loss": "exact"},
-    "isotropic": {"label": "Ours (isotropic) (heat, eq. 17)",
+    "isotropic": {"label": "Ours (isotropic): heat of eq. 17 (alpha2 -> 0.5, conservative stencil, exact loss)",
                   "process": {"preset": "paper_isotropic", "stencil": "conservative"}, "loss": "exact"},
     "anisotropic": {"label": "Ours (anisotropic) (eq. 14-16)",
                     "process": {"preset": "paper_anisotropic", "stencil": "paper"}, "loss": "path"},
@@ -94,7 +104,6 @@ ALL_METHODS = {**METHODS, **EXTRA_METHODS}
 # t = 1.0, 9.5e4 at t = 0, for 264 and 528 steps alike): a briefly trained residual cannot repair that.
 # For the linear chains (VE-SDE, isotropic heat on the conservative stencil) the two references coincide.
 
-DIVERGED = 1.5  # |pixel| above this before clipping to [-1, 1] counts as a diverged sample pixel
 
 PROFILES = {
     # smoke level: sized for < 15 min on 2 shared cores for all four methods together
@@ -115,26 +124,19 @@ PROFILES = {
 }
 
 # The ablation the paper could not afford, one factor at a time around the paper's anisotropic preset
-# (lambda1_min = 0.025, l = 0): lambda1_min in {0.0125, 0.025, 0.05, inf} at l = 0, then l in {1, 2} at
-# lambda1_min = 0.025. Every variant is trained with the one-step transition loss: the only one of our
-# losses that fits all of them (the path loss needs white noise, the exact loss a linear chain).
+# (lambda1_min = 0.025, l = 0): lambda1_min in {0.0125, 0.025, 0.05, inf} at l = 0. Every variant is trained
+# with the one-step transition loss (the exact loss needs a linear chain). The correlated-noise variants
+# l = 1, 2 (stop 18) are withdrawn: the Gaussian reference under their score keeps only the diagonal of the
+# correlated noise's mode covariance (table1_doc.WITHDRAWN_ELL, measured by reference_check); --rewrite
+# keeps them out of the document. The 3-seed lambda1_min ablation with the path loss is
+# validation/anisotropy_study.py's.
 ABLATION_LAMBDA1_MIN = (0.0125, 0.025, 0.05, math.inf)
-ABLATION_ELL = (0, 1, 2)
+ABLATION_ELL = (0,)
 ABLATION_CENTRE = (0.025, 0)
 ABLATION_CELLS = ([(lmin, 0) for lmin in ABLATION_LAMBDA1_MIN]
                   + [(ABLATION_CENTRE[0], ell) for ell in ABLATION_ELL if ell != ABLATION_CENTRE[1]])
 ABLATION_LOSS = "transition"
 
-# The paper's own Table 1 (Inception-v3 features; CIFAR-10 32x32 / CelebA 64x64 / ImageNet2012 64x64 /
-# LSUN church 256x256; 200k training steps on 8 H100). Copied from the paper, NOT measured here.
-PAPER_TABLE1 = [
-    ("Ours (anisotropic)", "10.2 / 3.1 / 13.5 / 3.6", "2.0 / 2.4 / 19.1 / 5.9", "6.1e-4 / 1.7e-3 / 1.9e-2 / 4.6e-3"),
-    ("Lipman et al. (2022)", "9.2 / 2.4 / 10.5 / -", "2.0 / 2.3 / 26.8 / -", "7.1e-4 / 1.4e-3 / 3.4e-2 / -"),
-    ("Song et al. (2021c)", "9.8 / 2.5 / 12.3 / 2.5", "7.1 / 3.7 / 24.0 / 16.7", "6.6e-4 / 2.6e-3 / 2.5e-2 / 1.2e-2"),
-    ("Vandersanden et al. (2024)", "7.1 / 2.7 / - / 3.4", "28.7 / 12.0 / - / 49.1", "2.2e-2 / 8.4e-3 / - / 4.3e-2"),
-    ("Ours (isotropic), CIFAR-10 only", "8.8", "19.6", "1.6e-2"),
-    ("Rissanen et al. (2023), CIFAR-10 only", "5.9", "84.3", "7.2e-2"),
-]
 
 
 def spde_sampler_steps(T: float, size: int) -> int:
@@ -143,9 +145,6 @@ def spde_sampler_steps(T: float, size: int) -> int:
     return int(math.ceil(1.03 * T / bound))
 
 
-def samples_for(prof: dict, size: int) -> int:
-    """Samples scored per run: ``n_samples``, or ``n_samples_32px`` at 32 px where the profile sets it."""
-    return int(prof.get("n_samples_32px", prof["n_samples"])) if size == 32 else int(prof["n_samples"])
 
 
 def make_config(method: str, prof: dict, size: int, seed: int, process_override: dict | None = None) -> dict:
@@ -301,26 +300,8 @@ def reference_row(size: int, classifier, train: torch.Tensor | None = None,
             "n": int(xs.shape[0])}
 
 
-def _ms(vals, fmt):
-    vals = [v for v in vals if v is not None and np.isfinite(v)]
-    if not vals:
-        return "-"
-    if len(vals) == 1:
-        return fmt.format(vals[0])
-    return f"{fmt.format(np.mean(vals))} ± {fmt.format(np.std(vals, ddof=1))}"
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores visible, "
-            f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} thread)")
 
 
 def timed_on(dev: torch.device) -> str:
@@ -328,201 +309,89 @@ def timed_on(dev: torch.device) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
 
 
-def commit() -> str:
-    if os.environ.get("TABLE1_COMMIT"):  # a copy of the tree whose .git is missing or stale (e.g. on a GPU machine)
-        return os.environ["TABLE1_COMMIT"]
-    try:
-        h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return h + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
-def _run_machines(rows: dict) -> list[str]:
-    """A line naming the machines the runs were made on, when any run was made elsewhere than here. Runs
-    from before the field was stored say "not recorded" (not this machine: a table can be made in pieces)."""
-    here = machine()
-    seen: dict = {}
-    for rs in rows.values():
-        for r in rs:
-            m = r.get("machine", "machine not recorded (a run from before runs stored it)")
-            seen[m] = seen.get(m, 0) + 1
-    if set(seen) <= {here}:
-        return []
-    return ["* runs made on: " + "; ".join(f"{m} ({n} run{'s' if n > 1 else ''})" for m, n in seen.items())]
 
 
-def kept_rows(raw_path: Path, sizes, figdir: Path, mode: str) -> tuple[dict, dict, dict, dict]:
-    """(rows, reference rows, grids, commands) of the image sizes NOT in ``sizes``, read from an earlier
-    raw JSON next to the document (``--keep-rows``: a table made in pieces, e.g. 16 px on one machine and
-    32 px on another; each size keeps the command that made it). Nothing when the file does not exist."""
+
+
+
+
+def ablation_key(lmin: float, ell: int) -> str:
+    return f"aniso_l1min{lmin}_ell{ell}"
+
+
+def ablation_label(lmin: float, ell: int) -> str:
+    return (f"anisotropic, lambda1_min = {lmin}, l = {ell}"
+            + (" (the paper's preset)" if (lmin, ell) == ABLATION_CENTRE else ""))
+
+
+def _label_of(key: str) -> str:
+    """A stored row's label: the method's, or the ablation cell's from its key."""
+    if key in ALL_METHODS:
+        return ALL_METHODS[key]["label"]
+    if key.startswith("aniso_l1min") and "_ell" in key:
+        lmin, ell = key[len("aniso_l1min"):].rsplit("_ell", 1)
+        return ablation_label(float(lmin), int(ell))
+    return key
+
+
+def reference_check(size: int, T: float, n: int = 500, ells=(0,) + WITHDRAWN_ELL, seed: int = 1000) -> dict:
+    """The reverse chain of the ablation processes (lambda1_min = 0.025, correlation length l) with the network
+    output set to zero: the score is the Gaussian reference alone (genmodel.networks.ScoreModel, 'reference'),
+    from the moment-matched prior (the Table 1 replicates), with the Table 1 sampler. Per l: the fraction of
+    pixels outside [-DIVERGED, DIVERGED] and the largest abs value at t = 0 -- what a reference error alone does."""
+    from genmodel.networks import ScoreModel
+    from genmodel.priors import GaussianPrior
+    from genmodel.train import build_process
+
+    class ZeroResidual(torch.nn.Module):
+        def forward(self, x, t):
+            return torch.zeros_like(x)
+
+    net = ZeroResidual()
+    net.shape = (1, size, size)
+    train = load_digits(size, "train")
+    prof = PROFILES["full"]
+    out = {}
+    for ell in ells:
+        proc = build_process(dict(ablation_process(ABLATION_CENTRE[0], ell, size, T), T=T, dt=prof["dt"]), size)
+        model = ScoreModel.for_process(net, proc, parameterization="reference", data=train)
+        prior = GaussianPrior.fit(proc, train, replicates=prof["replicates"], seed=0)
+        with torch.no_grad():
+            x = spde_sample(proc, model, n, steps=spde_sampler_steps(T, size), corrector_steps=prof["corrector"],
+                            snr=0.16, prior=prior, seed=seed)
+        a = x.abs()
+        out[int(ell)] = {"outside": float((a > DIVERGED).double().mean()), "max_abs": float(a.max()), "n": n}
+    return out
+
+
+def rewrite(args, out: Path, figdir: Path, mode: str) -> int:
+    """``--rewrite``: the document again from its raw JSON, every row as stored (the runs' own commits, machines
+    and commands; this invocation's labels, withdrawals and text)."""
+    raw_path = out.with_suffix(".json")
     if not raw_path.is_file():
-        return {}, {}, {}, {}
-    try:
-        raw = json.loads(raw_path.read_text())
-        rows, grids = {}, {}
-        for name, rs in raw["rows"].items():
-            key, px = name.rsplit("_", 1)
-            if not px.endswith("px"):
-                raise ValueError(f"row {name!r} does not end in _<size>px")
-            size = int(px[:-2])
-            if size in sizes:
-                continue
-            rows[(key, size)] = rs
-            g = figdir / f"{mode}_{key}_{size}px.png"
-            if g.is_file():
-                grids[(key, size)] = g
-        refs = {int(k): v for k, v in raw.get("reference", {}).items() if int(k) not in sizes}
-        made = raw.get("commands") or {str(size): raw.get("command") for _, size in rows}
-        commands = {int(k): v for k, v in made.items() if int(k) not in sizes and v}
-    except (json.JSONDecodeError, KeyError, ValueError, AttributeError) as e:
-        raise SystemExit(f"--keep-rows: {raw_path} is not a raw table written by this script ({e!r})") from e
-    return rows, refs, grids, commands
-
-
-def write_doc(path: Path, rows: dict, refs: dict, args, prof: dict, total_seconds: float, grids: dict,
-              labels: dict, commands: dict | None = None) -> None:
-    """The markdown table. ``commands``: {image size: argv} when the rows were made by several commands
-    (``--keep-rows``); default: this process's command line."""
-    commands = commands or {None: sys.argv}
-    lines = [
-        "<!-- generated by validation/table1.py; do not edit by hand -->",
-        f"# Table 1 on digits{' (ablation)' if args.ablation else ''}: "
-        f"{'SMOKE-LEVEL quick run' if args.quick else 'full run'}",
-        "",
-        *(f"* command{'' if size is None else f' ({size} px rows)'}: `python validation/table1.py "
-          f"{' '.join(argv[1:])}`" for size, argv in sorted(commands.items(), key=lambda kv: kv[0] or 0)),
-        f"* runs made at commit(s) {', '.join(sorted({r.get('commit', '?') for rs in rows.values() for r in rs}))}; "
-        f"this document written at commit {COMMIT_AT_START or commit()}; date (UTC): "
-        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())}",
-        f"* machine: {machine()}" + (f"; {args.note}" if args.note else ""),
-        *_run_machines(rows),
-        f"* wall time: {sum(r.get('wall_seconds', float('nan')) for rs in rows.values() for r in rs) / 60:.1f} min "
-        f"for the runs (training, export, sampling, scoring), {total_seconds / 60:.1f} min for this invocation "
-        "(runs finished earlier are read back, not redone)",
-        "",
-    ]
-    if args.quick:
-        lines += [
-            f"**Smoke level.** `--quick` trains a {next(iter(rows.values()))[0]['params'] / 1e6:.2f} M-parameter U-Net "
-            "for "
-            f"{prof['steps']} steps (batch {prof['batch']}), one seed, and scores {prof['n_samples']} samples: it "
-            "checks that every method trains, samples and is scored end to end on the same footing. It does "
-            "NOT rank the methods: at this budget all are far from converged, and FID/KID on "
-            f"{prof['n_samples']} samples have a large sampling bias and spread. The full run "
-            "(`python validation/table1.py`) is the comparison.",
-            "",
-        ]
-    if prof.get("missing"):
-        lines += [f"**Not complete.** {prof['missing']}", ""]
-    net = prof["network"]
-    lines += [
-        "## Setup (the same for every method)",
-        "",
-        f"* data: scikit-learn digits in [-1, 1], sizes {prof['sizes']}, stratified 80/20 split (seed 0); "
-        "metrics against the held-out 20 % (360 images)",
-        f"* network: U-Net ch {net['ch']}, ch_mult {net['ch_mult']}, {net['num_res_blocks']} res block(s) per level, "
-        f"attention at {net['attn_resolutions']} (at 32 px: [8]), Gaussian Fourier time embedding, linear skip "
-        f"kernel {net['skip_kernel']}; SPDE models: score_param '{net['score_param']}' (Gaussian reference score + "
-        "network residual; why not 'moments': see validation/table1.py); flow matching: the network output is the "
-        "velocity",
-        f"* training: {prof['steps']} steps, batch {prof['batch']}, Adam lr {prof['lr']} (warm-up {prof['warmup']}"
-        + (", then cosine decay to 0.1 lr" if prof.get("lr_schedule") == "cosine" else "") + "), "
-        f"grad clip 1, EMA {prof['ema']}, seeds {prof['seeds']}, 1 torch thread. Losses: exact-Gaussian DSM "
-        "(VE-SDE, isotropic: linear chains), path-space DSM (anisotropic; genmodel.path_dsm: the same target as the "
-        "exact DSM on a linear chain, unbiased on the nonlinear one), one network evaluation per state for each; "
-        "CFM (flow matching)" + ("; the transition-loss row: one-step transition DSM with antithetic pairs (2 network "
-        "evaluations per state)" if "anisotropic_transition" in labels else "")
-        + ("; the ablation's variants: all one-step transition DSM (the path loss needs white noise, l = 0; "
-           "the exact loss a linear chain)"
-        if args.ablation else ""),
-        f"* processes: T = {prof['T']}, dt = {prof['dt']} (K = {round(prof['T'] / prof['dt'])} chain steps); VE-SDE "
-        "alpha2 geometric 0.01 -> 2; presets of Section 5; flow matching sigma_min = 1e-4",
-        f"* sampling: SPDE predictor-corrector, predictor steps 264 (16 px) / 528 (32 px) (the stability bound of "
-        f"the heat presets with 3 % margin), {prof['corrector']} corrector step(s) each, snr 0.16, moment-matched "
-        "Gaussian prior; flow matching Heun with the same number of network evaluations (NFE) per image; "
-        f"{prof['n_samples']} samples per run" + (f" ({samples_for(prof, 32)} at 32 px)" if 32 in prof["sizes"]
-                                                  and samples_for(prof, 32) != prof["n_samples"] else ""),
-        "* metrics: shipped digits classifier (`genmodel/assets/digits_classifier_16.pt`): FID/KID on its 128-d "
-        "features, IS analogue (max 10), mean top-class probability and the fraction above 0.9; 32 px images "
-        "are scored after 2x2 area averaging to 16 px (samples and held-out alike)",
-        "",
-        "## Our results (measured by this script)",
-        "",
-        "| method | px | FID ↓ | KID ↓ | IS analogue ↑ | confidence ↑ | conf > 0.9 ↑ | train s / 1k steps | "
-        f"sample s / image | network on | NFE | params | pixels with abs > {DIVERGED} before clipping |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (method, size), rs in rows.items():
-        lines.append(
-            f"| {labels[method]} | {size} | {_ms([r['fid'] for r in rs], '{:.2f}')} | "
-            f"{_ms([r['kid'] for r in rs], '{:.4f}')} | {_ms([r['is_analogue'] for r in rs], '{:.2f}')} | "
-            f"{_ms([r['confidence_mean'] for r in rs], '{:.3f}')} | "
-            f"{_ms([r['confident_fraction'] for r in rs], '{:.3f}')} | "
-            f"{_ms([r['train_s_per_1k'] for r in rs], '{:.0f}')} | "
-            f"{_ms([r['sample_s_per_image'] for r in rs], '{:.3f}')} | "
-            f"{', '.join(sorted({r.get('timed_on', 'CPU') for r in rs}))} | {rs[0]['nfe']} | "
-            f"{rs[0]['params'] / 1e6:.2f} M | {_ms([r['diverged_fraction'] for r in rs], '{:.3f}')} |")
-    for size, r in refs.items():
-        lines.append(f"| held-out vs training digits (floor) | {size} | {r['fid']:.2f} | {r['kid']:.4f} | "
-                     f"{r['is_analogue']:.2f} | {r['confidence_mean']:.3f} | {r['confident_fraction']:.3f} | - | - | - "
-                     "| - | - | 0 |")
-    bad = [(k, r["max_abs_before_clamp"], r["diverged_fraction"]) for k, rs in rows.items() for r in rs
-           if r["diverged_fraction"] > 0.01 and r["max_abs_before_clamp"] > 10]
-    if bad:
-        lines += ["", "**Diverged samplers.** " + "; ".join(
-            f"{labels[k[0]]} ({k[1]} px): {100 * f:.0f} % of the pixels outside [-{DIVERGED}, {DIVERGED}], up to abs "
-            f"{m:.3g} before clipping" for k, m, f in bad)
-            + ". Their reverse chains ran away (the images saturate after clipping to [-1, 1]), so their metrics "
-            "measure that, not what the method reaches with enough training."]
-    lines += [
-        "",
-        f"Values are mean ± sample standard deviation over {len(prof['seeds'])} seed(s) (one value: one seed). "
-        "Timings are wall-clock on the machine each run was made on (above; 'network on': where the U-Net ran, the "
-        "chain's numerics and the data always on one CPU thread)" + (" (shared with other jobs: inflated)" if args.note
-                                                                    else "")
-        + "; train s / 1k steps excludes setup (forward-moment simulation, data loading). Timings of different "
-        "devices do not compare.",
-        "",
-    ]
-    if len(prof["seeds"]) > 1:
-        lines += [
-            "Per seed (the spread behind the means; seeds " + ", ".join(map(str, prof["seeds"])) + "):",
-            "",
-            "| method | px | FID per seed | conf > 0.9 per seed | commit per seed |",
-            "|---|---|---|---|---|",
-        ]
-        for (m, size), rs in rows.items():
-            fid = " / ".join(f"{r['fid']:.2f}" for r in rs)
-            conf = " / ".join(f"{r['confident_fraction']:.3f}" for r in rs)
-            made = " / ".join(str(r.get("commit", "?")).split()[0] + ("*" if "uncommitted" in str(r.get("commit"))
-                                                                       else "") for r in rs)
-            lines.append(f"| {labels[m]} | {size} | {fid} | {conf} | {made} |")
-        lines += ["", "(* the run's tree had uncommitted changes at that commit.)", ""]
-    lines += [
-        "Sample grids (first 64 samples of seed " + str(prof["seeds"][0]) + "):",
-        "",
-    ]
-    for key, g in grids.items():
-        lines.append(f"* {labels[key[0]]}, {key[1]} px: ![{key[0]} {key[1]}px]({os.path.relpath(g, path.parent)})")
-    if not args.ablation:
-        lines += [
-            "",
-            "## The paper's published numbers (THEIRS, copied from Table 1 of the paper; not measured here)",
-            "",
-            "Inception-v3 features, CIFAR-10 32x32 / CelebA 64x64 / ImageNet2012 64x64 / LSUN church 256x256, "
-            "200k training steps (NCSN++, 8 H100). Not comparable with the digits numbers above (other data, "
-            "other feature extractor, 10^2-10^3 times more training).",
-            "",
-            "| method (paper) | IS ↑ | FID ↓ | KID ↓ |",
-            "|---|---|---|---|",
-        ]
-        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in PAPER_TABLE1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+        raise SystemExit(f"--rewrite: no raw table {raw_path}")
+    t_start = time.perf_counter()
+    rows, refs, grids, commands = kept_rows(raw_path, [], figdir, mode)
+    raw = json.loads(raw_path.read_text())
+    prof = raw["profile"]
+    labels = {key: _label_of(key) for key, _ in rows}
+    notes = [argv[argv.index("--note") + 1] for argv in commands.values() if "--note" in argv[:-1]]
+    machine_line = ("each run's, as recorded (runs made on, below); notes of the commands: " + " | ".join(notes)
+                    if notes else "each run's, as recorded") + f"; rewritten from {raw_path.name} on {machine()}"
+    check = None
+    if args.ablation:
+        check = reference_check(prof["sizes"][0], prof["T"])
+        raw["reference_check"] = check
+    total = time.perf_counter() - t_start
+    args.note = " | ".join(notes)
+    write_doc(out, rows, refs, args, prof, total, grids, labels, commands, written_at=COMMIT_AT_START,
+              machine_line=machine_line, reference_check=check)
+    raw["rewritten"] = {"command": sys.argv, "commit": COMMIT_AT_START}
+    raw_path.write_text(json.dumps(raw, indent=1, default=str))
+    print(f"rewrote {out} from {raw_path}")
+    return 0
 
 
 def ablation_process(lmin: float, ell: int, size: int, T: float) -> dict:
@@ -620,6 +489,9 @@ def main(argv=None) -> int:
                     help="keep the rows of the sizes this command does not run from the raw JSON next to --out "
                          "(a table made in pieces, e.g. --sizes 16 here and --sizes 32 on a GPU machine; each "
                          "size's command is recorded)")
+    ap.add_argument("--rewrite", action="store_true",
+                    help="rewrite the document from its raw JSON (every row as stored; nothing trained or sampled; "
+                         "with --ablation the withdrawn rows' reference check is run again, ~4 min)")
     ap.add_argument("--status", action="store_true",
                     help="list the runs of this command (done / resumable / not started) and stop")
     args = ap.parse_args(argv)
@@ -656,9 +528,8 @@ def main(argv=None) -> int:
     for size in prof["sizes"]:
         if args.ablation:
             for lmin, ell in ABLATION_CELLS:
-                key = f"aniso_l1min{lmin}_ell{ell}"
-                labels[key] = (f"anisotropic, lambda1_min = {lmin}, l = {ell}"
-                               + (" (the paper's preset)" if (lmin, ell) == ABLATION_CENTRE else ""))
+                key = ablation_key(lmin, ell)
+                labels[key] = ablation_label(lmin, ell)
                 jobs.append((key, size, ablation_process(lmin, ell, size, prof["T"])))
         else:
             for method in args.methods:
@@ -672,6 +543,8 @@ def main(argv=None) -> int:
     if args.status:
         print("\n".join(run_status(tasks, workdir)))
         return 0
+    if args.rewrite:
+        return rewrite(args, out, figdir, mode)
     results = run_all(tasks, workdir, classifier, args.jobs)
     for key, size, seed, name, _ in tasks:
         rows.setdefault((key, size), []).append(results[name])
@@ -694,11 +567,15 @@ def main(argv=None) -> int:
         commands = dict(sorted({**k_cmds, **commands}.items()))
         doc_prof = dict(prof, sizes=sorted({size for _, size in rows}))
         doc_prof["missing"] = _missing(planned, doc_prof)
+    check = reference_check(prof["sizes"][0], prof["T"]) if args.ablation else None
     total = time.perf_counter() - t_start
-    write_doc(out, rows, refs, args, doc_prof, total, grids, labels, commands if args.keep_rows else None)
+    write_doc(out, rows, refs, args, doc_prof, total, grids, labels, commands if args.keep_rows else None,
+              written_at=COMMIT_AT_START, reference_check=check)
     raw = {"profile": doc_prof, "rows": {f"{k[0]}_{k[1]}px": v for k, v in rows.items()},
            "reference": {str(k): v for k, v in refs.items()}, "total_seconds": total, "command": sys.argv,
            "commands": {str(k): v for k, v in commands.items()}}
+    if check:
+        raw["reference_check"] = check
     out.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str))
     print(f"wrote {out} and {out.with_suffix('.json')} in {total / 60:.1f} min")
     return 0
