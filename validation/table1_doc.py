@@ -279,8 +279,9 @@ ROWS_DIFFER = (
     "isotropic limit of the anisotropic row (alpha2 -> 2, the paper's stencil, the path loss); the VE-SDE row's "
     "alpha2 0.01 -> 2 ends at a standard deviation of about 0.87, far below Song & Ermon's sigma_max (the largest "
     "distance between training images: 17.1 at 16 px), so it is not the paper's VE baseline; no row has the time "
-    "measure time_weight_power = 1; and the SPDE rows were sampled with Euler-Maruyama at Delta = 7.6 dt (16 px) and 3.8 dt (32 px). A difference "
-    "between rows here cannot be attributed to anisotropy. The controlled comparison (the same process with "
+    "measure time_weight_power = 1; and the SPDE rows were sampled with Euler-Maruyama at Delta = 7.6 dt (16 px) "
+    "and 3.8 dt (32 px). A difference between rows here cannot be attributed to anisotropy. The controlled "
+    "comparison (the same process with "
     "lambda1 = inf as the control, the faithful VE-SDE, flow matching, a sharp-edged data set, 5 seeds for the "
     "anisotropic pair, paired differences with t-intervals) is [docs/anisotropy.md](anisotropy.md) "
     "(`validation/anisotropy_study.py`).")
