@@ -174,6 +174,35 @@ def plot_scaling(d, path):
     plt.close(fig)
 
 
+def threads_section(d):
+    n = d["threads_available"]
+    lines = ["## Threads under load", "",
+             f"Measured on: {_machine_line(d['machine'])}. `python benchmarks/threads.py`: seconds per step of "
+             "`spdekit.simulate` (paper preset, tamed EM, float32, seeded noise) with `threads=\"auto\"` (the "
+             f"default, `spdekit.threads`), 1 and {n} threads, while 0, 1 or 2 busy processes (`while True: pass`, "
+             f"same priority) compete for the cores; median of {d['repeats']} alternating runs of about "
+             f"{d['seconds']} s each.", "",
+             f"| steps of | busy processes | auto [ms] | 1 thread [ms] | {n} threads [ms] | auto / best |",
+             "|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        m = r["seconds_per_step"]
+        lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['busy_processes']} | {1e3 * m['auto']:.3f} | "
+                     f"{1e3 * m['1']:.3f} | {1e3 * m[str(n)]:.3f} | {r['default_over_best']:.2f} |")
+    worst = {k: max(r["default_over_best"] for r in d["rows"] if r["busy_processes"] == k) for k in (0, 2)}
+    lines += ["", f"The default against the best setting of each row: at most {worst[0]:.2f}x with no competing "
+              f"process and {worst[2]:.2f}x with two. With all threads, two competing processes make a step up to "
+              f"{max(r['seconds_per_step'][str(n)] / r['seconds_per_step']['1'] for r in d['rows']):.1f}x slower "
+              "than with one thread: a parallel step waits at its barrier for a descheduled thread.", ""]
+    if d.get("small"):
+        lines += [f"Idle, 1 thread against {n}, small steps (where `auto` stays serial: below "
+                  f"{d['serial_below']} numbers per step):", "",
+                  f"| steps of | numbers | 1 thread [us] | {n} threads [us] |", "|---|---|---|---|"]
+        lines += [f"| {'x'.join(map(str, r['shape']))} | {r['numbers']} | {1e6 * r['t_1thread']:.1f} | "
+                  f"{1e6 * r['t_all']:.1f} |" for r in d["small"]]
+        lines.append("")
+    return lines
+
+
 def generic_section(title, d):
     return [f"## {title}", "", f"Measured on: {_machine_line(d['machine'])}.", "", "```", d.get("table", ""), "```", ""]
 
@@ -197,6 +226,9 @@ def build():
         os.makedirs(os.path.join(DOCS, "figures"), exist_ok=True)
         plot_scaling(d, os.path.join(DOCS, "figures", "scaling.png"))
         parts += scaling_section(d, "figures/scaling.png")
+    d = _load("threads")
+    if d:
+        parts += threads_section(d)
     for name, title in (("gpu_step", "GPU step"), ("generative", "Generative training and sampling"),
                         ("adjoint", "Drift adjoint (the path loss's chain step)")):
         d = _load(name)

@@ -23,6 +23,7 @@ JOBS = [
     ("noise", ["noise.py"]),
     ("sde_ensemble", ["sde_ensemble.py", "--repeats", "2"]),
     ("scaling", ["scaling.py"]),
+    ("threads", ["threads.py"]),
     ("generative", ["generative.py"]),
     ("adjoint", ["adjoint.py"]),
 ]

@@ -27,6 +27,7 @@ import numpy as np
 from ._checks import check_int
 from .random import SampleStreams
 from .simulate import n_steps_for, simulate
+from .threads import check_threads
 
 DEFAULT_FUNCTIONALS = {
     "mean_value": lambda u: u.mean(axis=(-3, -2, -1)),
@@ -38,17 +39,18 @@ def _chunks(n_paths, chunk_size):
     return [(first, min(chunk_size, n_paths - first)) for first in range(0, n_paths, chunk_size)]
 
 
-def run_chunk(spde, u0, first, size, t0, t1, dt, solver, save_every, seed, backend):
-    """States (n_saved, size, C, H, W) of paths [first, first + size); pure in its arguments."""
+def run_chunk(spde, u0, first, size, t0, t1, dt, solver, save_every, seed, backend, threads="auto"):
+    """States (n_saved, size, C, H, W) of paths [first, first + size); pure in its arguments (``threads``
+    changes the speed only)."""
     init = u0[first:first + size] if u0.ndim == 4 else np.broadcast_to(u0, (size,) + u0.shape)
     traj = simulate(spde, np.ascontiguousarray(init), t0, t1, dt, solver=solver, save_every=save_every,
-                    seed=SampleStreams(seed, size, first=first), backend=backend)
+                    seed=SampleStreams(seed, size, first=first), backend=backend, threads=threads)
     return traj.states
 
 
-def chunk_statistics(spde, u0, first, size, t0, t1, dt, solver, save_every, seed, backend, functionals):
+def chunk_statistics(spde, u0, first, size, t0, t1, dt, solver, save_every, seed, backend, threads, functionals):
     """Per-chunk reduction: functional values (n_functionals, size, n_saved), float64."""
-    states = run_chunk(spde, u0, first, size, t0, t1, dt, solver, save_every, seed, backend)
+    states = run_chunk(spde, u0, first, size, t0, t1, dt, solver, save_every, seed, backend, threads)
     per_path = np.moveaxis(states, 1, 0)  # (size, n_saved, C, H, W)
     return np.stack([np.asarray(f(per_path), dtype=np.float64) for f in functionals.values()])
 
@@ -73,7 +75,7 @@ def _combine(chunks):
 
 def ensemble(spde, u0, n_paths: int, t0: float, t1: float, dt: float, solver=None, save_every=None, seed: int = 0,
              chunk_size: int = 64, client=None, statistics=None, functionals=None,
-             quantiles=(0.05, 0.5, 0.95), backend: str = "auto", retries: int = 2, out=None):
+             quantiles=(0.05, 0.5, 0.95), backend: str = "auto", retries: int = 2, out=None, threads="auto"):
     """Simulate ``n_paths`` independent paths of ``spde`` on a Dask cluster.
 
     Parameters
@@ -87,6 +89,8 @@ def ensemble(spde, u0, n_paths: int, t0: float, t1: float, dt: float, solver=Non
         and l2 norm), for ``statistics``.
     out : optional path; the result is written there (``.zarr`` -> zarr store, else netCDF),
         chunk by chunk for the lazy mode.
+    threads : numba threads of each chunk's run (:func:`spdekit.simulate`): "auto" (default; the default
+        cluster's workers have one thread each, so one) or a count.
 
     Returns an ``xarray.Dataset``.
     """
@@ -106,7 +110,7 @@ def ensemble(spde, u0, n_paths: int, t0: float, t1: float, dt: float, solver=Non
     times = np.unique(np.concatenate([np.arange(0, n_steps + 1, every), [n_steps]])) * float(dt) + float(t0)
     client = _client(client)
     chunks = _chunks(n_paths, chunk_size)
-    args = (t0, t1, dt, solver, save_every, seed, backend)
+    args = (t0, t1, dt, solver, save_every, seed, backend, check_threads(threads))
     C, H, W = u0.shape[-3:]
 
     if statistics is None:

@@ -15,6 +15,7 @@ from .random import SampleStreams
 from .solvers import Solver, TamedEulerMaruyama
 from .spde import AnisotropicSPDE, as_batch
 from .store import TrajectoryWriter
+from .threads import ThreadPolicy, check_threads
 from .trajectory import Trajectory
 
 
@@ -105,6 +106,7 @@ def simulate(
     progress: bool = False,
     attrs: dict | None = None,
     out=None,
+    threads="auto",
 ) -> Trajectory:
     """Integrate the discretised SPDE from ``t0`` to ``t1`` with fixed step ``dt``.
 
@@ -125,6 +127,9 @@ def simulate(
     attrs : free metadata stored with the trajectory (e.g. the initial image's name).
     out : path of a netCDF file that receives every saved state as soon as it is computed
         (:mod:`spdekit.store`): a run that is killed keeps a valid file of what it had saved.
+    threads : threads of the numba backend's kernels: "auto" (default: chosen by measuring steps with
+        one and with all threads while the run goes on, :mod:`spdekit.threads`) or a fixed count. The
+        results do not depend on it.
 
     Raises :class:`SimulationDiverged` (with the saved part in ``.trajectory``) if the state
     becomes non-finite.
@@ -137,6 +142,7 @@ def simulate(
     if save_every is None:
         save_every = n_steps
     save_every = check_int("save_every", save_every, minimum=1)
+    threads = check_threads(threads)
     be = get_backend(backend, as_native(u0)[0])
 
     if isinstance(spde, AnisotropicSPDE):
@@ -171,9 +177,12 @@ def simulate(
             stopped_at={"step": k, "time": t, "reason": reason}, attrs=dict(attrs or {}),
         )
 
-    with _closing(writer) as finish, tqdm(total=n_steps, disable=not progress, unit="step", desc="simulate",
-                                          leave=False) as bar:
+    policy = ThreadPolicy(threads, work=u.size) if be.name == "numba" else contextlib.nullcontext()
+    with _closing(writer) as finish, policy, tqdm(total=n_steps, disable=not progress, unit="step",
+                                                  desc="simulate", leave=False) as bar:
         for k in range(n_steps):
+            if be.name == "numba":
+                policy.tick()
             t = t0 + k * dt
             dW = incr(k, t, dt)
             if fast:
