@@ -5,6 +5,13 @@ file in the target folder and moved into place with ``os.replace`` (atomic on PO
 the old file or the new one, never a torn write; a crash leaves the old checkpoint intact). It is
 read with ``torch.load(weights_only=True)``: no arbitrary objects are unpickled.
 
+Integrity: ``save_checkpoint`` adds ``sha256``, the SHA-256 of the contents (every tensor's dtype,
+shape and bytes and every plain value, in order; :func:`payload_digest`), and ``load_checkpoint``
+recomputes it after loading: a file damaged on disk or in transfer raises :class:`CheckpointError`
+naming it (torch's zip reader does not check the archive's CRC-32s, so without this a few flipped
+bytes inside a tensor load silently). Checkpoints written before the digest existed are checked
+against their zip archive's CRC-32s instead.
+
 Every checkpoint carries ``format``, ``version``, ``kind`` ("train": model + EMA + optimizer +
 RNG + data-pool state for ``--resume``; "model": EMA weights only, for sampling) and the network
 architecture with its hash, so a checkpoint of another architecture is reported with the
@@ -13,14 +20,20 @@ differing settings instead of a wall of state_dict key errors.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 
 FORMAT = "genmodel-checkpoint"
 VERSION = 1
+DIGEST_KEY = "sha256"
 
 
 class CheckpointError(RuntimeError):
@@ -33,11 +46,41 @@ def _umask() -> int:
     return mask
 
 
+def payload_digest(data: dict) -> str:
+    """SHA-256 of a checkpoint's contents, its ``sha256`` entry excepted: tensors and numpy arrays by
+    dtype, shape and bytes, containers by their items in order, other values by type and repr."""
+    h = hashlib.sha256()
+
+    def feed(obj):
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"tensor {t.dtype} {tuple(t.shape)};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(obj, np.ndarray):
+            h.update(f"array {obj.dtype.str} {obj.shape};".encode())
+            h.update(np.ascontiguousarray(obj).view(np.uint8))
+        elif isinstance(obj, Mapping):
+            h.update(f"dict {len(obj)};".encode())
+            for k, v in obj.items():
+                feed(k)
+                feed(v)
+        elif isinstance(obj, (list, tuple)):
+            h.update(f"seq {len(obj)};".encode())
+            for v in obj:
+                feed(v)
+        else:
+            h.update(f"{type(obj).__name__} {obj!r};".encode())
+
+    feed({k: v for k, v in data.items() if k != DIGEST_KEY})
+    return h.hexdigest()
+
+
 def save_checkpoint(path, payload: dict) -> Path:
-    """Write ``payload`` (plus format/version) atomically to ``path``."""
+    """Write ``payload`` (plus format, version and the ``sha256`` digest) atomically to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "version": VERSION, **payload}
+    data = {"format": FORMAT, "version": VERSION, **{k: v for k, v in payload.items() if k != DIGEST_KEY}}
+    data[DIGEST_KEY] = payload_digest(data)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -54,20 +97,32 @@ def save_checkpoint(path, payload: dict) -> Path:
 
 
 def load_checkpoint(path, kind: str | None = None) -> dict:
-    """Load and validate a checkpoint. ``kind`` ("train" or "model") is checked when given; a
-    "train" checkpoint is accepted where a "model" one is asked for (it holds the EMA weights)."""
+    """Load, verify and validate a checkpoint: its ``sha256`` digest (or, in a checkpoint written
+    before digests, its zip CRC-32s), format, version and entries. ``kind`` ("train" or "model") is
+    checked when given; a "train" checkpoint is accepted where a "model" one is asked for (it holds
+    the EMA weights). The returned dict lacks the digest entry."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is not usable
-        raise CheckpointError(
-            f"{str(path)!r} is not a readable genmodel checkpoint (corrupt, truncated or not a torch file): "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from exc
+        _check_zip_crcs(path)  # a damaged archive is named as such
+        if "weights only load failed" not in str(exc).lower():
+            raise _unreadable(path, exc) from exc
+        # torch's message advises weights_only=False, i.e. running the file's code: not for us
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"unsupported global {found.group(1)}" if found else "objects other than tensors and plain values"
+        raise CheckpointError(f"{str(path)!r} is not a readable genmodel checkpoint: it holds {what}, which "
+                              f"loading with weights_only=True refuses") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is a torch file but not a genmodel checkpoint (no format tag)")
+    digest = data.pop(DIGEST_KEY, None)
+    if digest is not None and digest != payload_digest(data):
+        raise CheckpointError(f"{str(path)!r} is damaged: its contents do not match the SHA-256 digest recorded "
+                              f"when it was saved (corrupted on disk or in transfer); save or copy it again")
+    if digest is None:
+        _check_zip_crcs(path)
     if data.get("version") != VERSION:
         raise CheckpointError(f"{str(path)!r} has checkpoint version {data.get('version')}, this genmodel reads "
                               f"version {VERSION}")
@@ -78,6 +133,24 @@ def load_checkpoint(path, kind: str | None = None) -> dict:
     if kind is not None and data["kind"] != kind and not (kind == "model" and data["kind"] == "train"):
         raise CheckpointError(f"{str(path)!r} is a {data['kind']!r} checkpoint; a {kind!r} checkpoint is needed")
     return data
+
+
+def _unreadable(path: Path, exc: Exception) -> CheckpointError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return CheckpointError(f"{str(path)!r} is not a readable genmodel checkpoint (corrupt, truncated or not a "
+                           f"torch file): {type(exc).__name__}: {first}")
+
+
+def _check_zip_crcs(path: Path) -> None:
+    """Verify the CRC-32 that torch's zip writer stores for every record (torch.load does not)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError):
+        return  # a legacy (non-zip) torch file: nothing to check
+    if bad is not None:
+        raise CheckpointError(f"{str(path)!r} is damaged: its record {bad!r} fails the zip CRC-32 check "
+                              f"(corrupted on disk or in transfer); save or copy it again")
 
 
 def check_architecture(ckpt: dict, arch: dict, arch_hash: str, source: str = "checkpoint") -> None:
@@ -112,4 +185,5 @@ def load_state_strict(module: torch.nn.Module, state: dict, what: str = "model")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "check_architecture", "load_state_strict"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "payload_digest", "check_architecture",
+           "load_state_strict"]

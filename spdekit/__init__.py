@@ -19,6 +19,7 @@ from .reverse import ReverseSDE
 from .simulate import SimulationDiverged, simulate
 from .solvers import EulerMaruyama, Solver, TamedEulerMaruyama
 from .spde import AnisotropicSPDE, StabilityWarning
+from .store import DamagedFileError
 from .trajectory import Trajectory, open_trajectory
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ConvergenceResult",
     "OrderFit",
     "CirculantEmbedding",
+    "DamagedFileError",
     "EulerMaruyama",
     "GaussianReference",
     "Grid",

@@ -178,7 +178,8 @@ def simulate(
         )
 
     policy = ThreadPolicy(threads, work=u.size) if be.name == "numba" else contextlib.nullcontext()
-    with _closing(writer) as finish, policy, tqdm(total=n_steps, disable=not progress, unit="step",
+    reached = {"step": 0, "time": t0, "reason": "interrupted"}  # the last completed step, for an interruption
+    with _closing(writer, reached) as finish, policy, tqdm(total=n_steps, disable=not progress, unit="step",
                                                   desc="simulate", leave=False) as bar:
         for k in range(n_steps):
             if be.name == "numba":
@@ -201,6 +202,7 @@ def simulate(
                 buffers["out"], u = u, new  # ping-pong between two buffers
             else:
                 u = new
+            reached["step"], reached["time"] = k + 1, t0 + (k + 1) * dt
             if (k + 1) % save_every == 0 or k + 1 == n_steps:
                 times.append(t0 + (k + 1) * dt)
                 states.append(to_host(u).copy())
@@ -216,9 +218,9 @@ def simulate(
 
 
 @contextlib.contextmanager
-def _closing(writer):
+def _closing(writer, reached: dict):
     """Yields finish(completed, stopped_at); an exception (KeyboardInterrupt included) closes the
-    file as an interrupted run, keeping what it holds."""
+    file as an interrupted run at the step it had reached (``reached``), keeping what it holds."""
     def finish(completed, stopped_at):
         if writer is not None:
             writer.close(completed, stopped_at)
@@ -226,7 +228,7 @@ def _closing(writer):
     try:
         yield finish
     finally:
-        finish(False, None)  # no-op once closed
+        finish(False, dict(reached))  # no-op once closed
 
 
 def _seed_repr(seed, brownian):

@@ -63,7 +63,7 @@ def test_truncated_file(traj, tmp_path):
     path = traj.to_netcdf(tmp_path / "t.nc")
     data = open(path, "rb").read()
     (tmp_path / "cut.nc").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError):
+    with pytest.raises(sk.DamagedFileError, match="cut.nc' is damaged"):
         sk.open_trajectory(tmp_path / "cut.nc")
 
 
@@ -152,7 +152,8 @@ def test_a_killed_simulation_keeps_a_valid_partial_file(tmp_path):
         proc.wait(timeout=30)
     back = sk.open_trajectory(path)
     assert 3 <= len(back) < 1001
-    assert not back.completed and back.stopped_at["reason"] == "interrupted"
+    assert not back.completed and back.integrity == "verified"
+    assert back.stopped_at == {"step": 20 * (len(back) - 1), "time": back.times[-1], "reason": "interrupted"}
     assert np.isfinite(back.states).all()
     np.testing.assert_allclose(back.times, np.arange(len(back)) * 20e-4, rtol=1e-12)
     # the saved part is exactly the run's: it continues as the uninterrupted run does

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._version import __version__
+from ..store import from_json, to_json
 from ..trajectory import META_ATTR, write_dataset_atomic
 from .grid import BoxGrid
 from .model import NonlinearFokkerPlanck
@@ -97,7 +98,7 @@ class DensityTrajectory:
             "history": f"computed with spdekit {__version__} "
                        f"({self.run.get('kind', '')}, {self.run.get('method', '')})",
             "comment": "d_t f = div(sigma grad f + lambda x f (1 + kappa f^gamma)) on a zero-flux box",
-            META_ATTR: json.dumps(meta),
+            META_ATTR: to_json(meta),
             "sigma": m.sigma, "lambda": m.lam, "gamma": m.gamma, "kappa": m.kappa,
             "dim": self.grid.dim,
             "spdekit_version": __version__,
@@ -115,7 +116,7 @@ def trajectory_from_dataset(ds, source: str = "dataset") -> DensityTrajectory:
     if META_ATTR not in ds.attrs:
         raise ValueError(f"{source} is not an spdekit density trajectory: attribute {META_ATTR!r} is missing")
     try:
-        meta = json.loads(ds.attrs[META_ATTR])
+        meta = from_json(ds.attrs[META_ATTR])
     except (TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{source}: attribute {META_ATTR!r} is not valid JSON ({exc})") from exc
     if meta.get("type") != KIND:

@@ -53,3 +53,17 @@ def test_interpolation_in_time_for_forward_and_reverse_trajectories():
         np.testing.assert_allclose(traj.at(0.5), 1.5)
         np.testing.assert_allclose(traj.at(-1.0), 1.0)
         np.testing.assert_allclose(traj.at(9.0), 4.0)
+
+
+def test_run_description_is_strict_json(tmp_path):
+    """Non-finite numbers in the run description are written as strings (RFC 8259 has no Infinity) and read back
+    as floats."""
+    grid = BoxGrid(15, 3.0)
+    model = NonlinearFokkerPlanck(sigma=0.9, lam=1.1, gamma=2.5)
+    traj = StructurePreservingScheme(model, grid).solve(grid.cell_averages(lambda x: np.exp(-x**2)), 0.2, 0.1,
+                                                        attrs={"horizon": float("inf")})
+    path = traj.to_netcdf(tmp_path / "traj.nc")
+    with xr.open_dataset(path) as ds:
+        meta = json.loads(ds.attrs[META_ATTR], parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    assert meta["attrs"]["horizon"] == "inf"
+    assert open_density_trajectory(path).attrs == {"horizon": float("inf")}
