@@ -14,10 +14,13 @@ inf, mixed image sizes, unknown formats give clear errors.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from spdekit.config import image_read_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 DIGITS_SIZES = (8, 16, 32)
@@ -137,17 +140,18 @@ def load_images(path, image_size: int | None = None, grayscale: bool = False) ->
             try:
                 a = np.asarray(skio.imread(f))
             except Exception as exc:  # noqa: BLE001 - report which file is unreadable
-                raise ValueError(f"cannot read image {str(f)!r}: {exc}") from exc
+                raise ValueError(f"cannot read image {str(f)!r}: {image_read_error(exc)}") from exc
             if a.ndim == 3 and a.shape[-1] == 4:
                 a = a[..., :3]
             imgs.append(a)
-        shapes = sorted({a.shape for a in imgs})
+        shapes = sorted({a.shape[:2] for a in imgs})
         if len(shapes) > 1 and image_size is None:
             examples = {}
             for f, a in zip(files, imgs):
-                examples.setdefault(a.shape, f.name)
+                examples.setdefault(a.shape[:2], f.name)
             listing = ", ".join(f"{s} (e.g. {examples[s]})" for s in shapes)
-            raise ValueError(f"folder {str(p)!r} mixes image sizes: {listing}; pass image_size= to resize all")
+            raise ValueError(f"folder {str(p)!r} mixes image sizes: {listing}; set [data] image_size = N "
+                             "(image_size=N in load_images) to resize all to N x N")
         arrs = []
         for a in imgs:
             x = _to_unit_range(a, str(p))
@@ -159,27 +163,38 @@ def load_images(path, image_size: int | None = None, grayscale: bool = False) ->
             arrs.append(x)
         chans = sorted({a.shape[0] for a in arrs})
         if len(chans) > 1:
-            raise ValueError(f"folder {str(p)!r} mixes grayscale and colour images; pass grayscale=True")
+            raise ValueError(f"folder {str(p)!r} mixes grayscale and colour images; set [data] grayscale = true "
+                             "(grayscale=True in load_images) to convert all to grey")
         x = np.stack(arrs)
     elif p.suffix.lower() in (".npz", ".npy"):
-        if p.suffix.lower() == ".npy":
-            raw = np.load(p, allow_pickle=False)
-        else:
-            with np.load(p, allow_pickle=False) as z:
-                keys = list(z.keys())
-                if "images" in keys:
-                    raw = z["images"]
-                elif len(keys) == 1:
-                    raw = z[keys[0]]
-                else:
-                    raise ValueError(f"{str(p)!r} has arrays {keys}; name the image array 'images'")
+        try:
+            if p.suffix.lower() == ".npy":
+                raw = np.load(p, allow_pickle=False)
+            else:
+                with np.load(p, allow_pickle=False) as z:
+                    keys = list(z.keys())
+                    if "images" in keys:
+                        raw = z["images"]
+                    elif len(keys) == 1:
+                        raw = z[keys[0]]
+                    else:
+                        raise ValueError(f"{str(p)!r} has arrays {keys}; name the image array 'images'")
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"cannot read {str(p)!r} as a numpy {p.suffix.lower()} file: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:
+            if "name the image array" in str(exc):
+                raise
+            raise ValueError(f"cannot read {str(p)!r} as a numpy {p.suffix.lower()} file (object arrays are "
+                             f"refused): {exc}") from exc
         x = _nchw(_to_unit_range(raw, str(p)), str(p))
         if grayscale and x.shape[1] == 3:
             x = (0.2125 * x[:, 0] + 0.7154 * x[:, 1] + 0.0721 * x[:, 2])[:, None]
         if image_size is not None:
             x = _resize(x, image_size)
     else:
-        raise ValueError(f"unknown image source {str(p)!r}: give a folder, a .npz or a .npy file")
+        raise ValueError(f"unknown image source {str(p)!r}: give a folder of images ({', '.join(IMAGE_EXTENSIONS)}), "
+                         "a .npz or a .npy file")
     x = np.clip(x, -1.0, 1.0)
     return torch.from_numpy(check_images(x.astype(np.float32), str(p)))
 
@@ -219,6 +234,8 @@ def load_dataset(cfg: dict):
     if kind == "digits":
         size = int(cfg.pop("image_size", 16))
         holdout = float(cfg.pop("holdout", 0.2))
+        if not 0 < holdout < 1:
+            raise ValueError(f"[data] holdout (the held-out fraction) must lie in (0, 1) for digits, got {holdout}")
         seed = int(cfg.pop("seed", 0))
         _reject(cfg, "digits")
         return (load_digits(size, "train", holdout, seed), load_digits(size, "test", holdout, seed))
@@ -231,9 +248,19 @@ def load_dataset(cfg: dict):
         holdout = float(cfg.pop("holdout", 0.1))
         seed = int(cfg.pop("seed", 0))
         _reject(cfg, "images")
+        if not 0 <= holdout < 1:
+            raise ValueError(f"[data] holdout (the held-out fraction) must lie in [0, 1), got {holdout}")
+        if seed < 0:
+            raise ValueError(f"[data] seed must be an integer >= 0, got {seed}")
         x = load_images(path, size, gray)
         perm = np.random.default_rng(seed).permutation(x.shape[0])
         n_test = int(round(holdout * x.shape[0]))
+        if n_test >= x.shape[0]:
+            raise ValueError(f"[data] holdout = {holdout} holds out all {x.shape[0]} images of {path!r}: no "
+                             "training image is left; lower holdout")
+        if holdout > 0 and n_test == 0:
+            raise ValueError(f"[data] holdout = {holdout} of {x.shape[0]} images rounds to no held-out image; raise "
+                             "holdout, add images, or set holdout = 0 (no held-out split)")
         return x[torch.as_tensor(perm[n_test:])], (x[torch.as_tensor(perm[:n_test])] if n_test else None)
     if kind == "patches":
         size = int(cfg.pop("image_size", 16))

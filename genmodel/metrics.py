@@ -163,7 +163,11 @@ class InceptionFeatures:
             raise CheckpointError(f"{str(path)!r} is not a readable torch state_dict: {exc}") from exc
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
-        net.load_state_dict(state)
+        try:
+            net.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{str(path)!r} is not a state_dict of torchvision's inception_v3: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
         net.fc = nn.Identity()
         self.net = net.eval().to(device)
         self.device = device

@@ -74,7 +74,12 @@ def load_stroke(path, image_size: int, invert: bool = False) -> torch.Tensor:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"stroke image {str(p)!r} does not exist")
-    a = np.asarray(io.imread(p))
+    try:
+        a = np.asarray(io.imread(p))
+    except Exception as exc:  # noqa: BLE001 - any reader failure: the file is not a readable image
+        from spdekit.config import image_read_error
+
+        raise ValueError(f"cannot read stroke image {str(p)!r}: {image_read_error(exc)}") from exc
     if a.ndim == 3:
         a = color.rgb2gray(a[..., :3]) if a.shape[-1] >= 3 else a[..., 0]
     x = _to_unit_range(a, str(p))

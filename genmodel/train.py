@@ -19,19 +19,24 @@ checkpoints. A config's ``[output] dir`` must lie below the working directory
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
 import os
+import signal
+import threading
 import time
-import tomllib
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, check_architecture, load_checkpoint, load_state_strict, save_checkpoint
+
+# the config schema lives in genmodel.config; its entry points are re-exported here (genmodel.train.load_config)
+from .config import DEFAULTS, _check_process, check_config, check_output_dir, load_config  # noqa: F401
 from .data import load_dataset
 from .distributed import (
     DistContext,
@@ -44,96 +49,25 @@ from .distributed import (
     share_of,
     split_evenly,
 )
-from .losses import check_time_weight_power, make_loss
+from .losses import make_loss
 from .networks import ScoreModel, UNet, UNetConfig, count_parameters
 from .priors import GaussianPrior
 from .processes import SPDEProcess
 
-DEFAULTS = {
-    "data": {"dataset": "digits", "image_size": 16, "holdout": 0.2, "seed": 0},
-    "process": {"preset": "paper_anisotropic", "T": 2.0, "dt": 1e-3, "solver": "euler_maruyama"},
-    "network": {},
-    "train": {"steps": 6000, "batch": 64, "lr": 2e-4, "ema": 0.999, "grad_clip": 1.0, "warmup": 200,
-              "loss": "auto", "pool": 2048, "pool_advance": 1, "time_weight_power": 0.0, "antithetic": True,
-              "checkpoint_every": 500, "seed": 0,
-              "threads": 0, "log_every": 25, "sigma_data": 0.5, "device": "auto", "lr_schedule": "constant",
-              "lr_final": 0.1},
-    "prior": {"replicates": 4},
-    "sampling": {"steps": 500, "corrector_steps": 1, "snr": 0.16},
-    "output": {"dir": "runs/genmodel", "half_precision_export": False},
-}
-SECTIONS = tuple(DEFAULTS)
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def load_config(path_or_dict) -> dict:
-    """Read a TOML config (or take a dict) and fill defaults; unknown sections/keys are errors."""
-    if isinstance(path_or_dict, dict):
-        user = copy.deepcopy(path_or_dict)
-    else:
-        p = Path(path_or_dict)
-        if not p.is_file():
-            raise FileNotFoundError(f"config {str(p)!r} does not exist")
-        try:
-            user = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config {str(p)!r} is not valid TOML: {exc}") from exc
-    unknown = set(user) - set(SECTIONS)
-    if unknown:
-        raise ValueError(f"unknown config sections {sorted(unknown)}; allowed: {list(SECTIONS)}")
-    cfg = copy.deepcopy(DEFAULTS)
-    for sec, vals in user.items():
-        if not isinstance(vals, dict):
-            raise ValueError(f"config section [{sec}] must be a table")
-        if sec == "train":
-            bad = set(vals) - set(DEFAULTS["train"])
-            if bad:
-                raise ValueError(f"unknown [train] keys {sorted(bad)}; allowed: {sorted(DEFAULTS['train'])}")
-        if sec == "data" and vals.get("dataset", "digits") != "digits":
-            cfg[sec] = {}  # the digits defaults do not apply to other datasets
-        if sec == "process" and vals.get("preset", "paper_anisotropic") != cfg[sec]["preset"]:
-            cfg[sec] = {k: v for k, v in cfg[sec].items() if k != "preset"}
-        cfg[sec].update(vals)
-    check_output_dir(cfg["output"]["dir"])
-    tr = cfg["train"]
-    for key in ("steps", "batch", "checkpoint_every", "pool", "pool_advance", "log_every"):
-        if not isinstance(tr[key], int) or tr[key] < 1:
-            raise ValueError(f"[train] {key} must be a positive integer, got {tr[key]!r}")
-    if not isinstance(tr["warmup"], int) or tr["warmup"] < 0:
-        raise ValueError(f"[train] warmup must be an integer >= 0, got {tr['warmup']!r}")
-    if not 0 <= tr["ema"] < 1:
-        raise ValueError(f"[train] ema must lie in [0, 1), got {tr['ema']}")
-    if not tr["lr"] > 0 or not tr["grad_clip"] > 0:
-        raise ValueError("[train] lr and grad_clip must be > 0")
-    if tr["lr_schedule"] not in LR_SCHEDULES:
-        raise ValueError(f"[train] lr_schedule must be one of {LR_SCHEDULES}, got {tr['lr_schedule']!r}")
-    check_time_weight_power(tr["time_weight_power"])
-    if not 0 <= tr["lr_final"] <= 1:
-        raise ValueError(f"[train] lr_final (a fraction of lr) must lie in [0, 1], got {tr['lr_final']!r}")
-    return cfg
-
-
-def check_output_dir(d) -> str:
-    """A config-supplied ``[output] dir`` must stay below the working directory: a relative path
-    without '..'. (A folder anywhere else is chosen on the command line: ``--out DIR``.) A run
-    writes only ``last.pt``, ``model.pt`` and their temporary files, inside that folder."""
-    if not isinstance(d, str) or not d.strip():
-        raise ValueError(f"[output] dir must be a non-empty folder name, got {d!r}")
-    p = PurePath(d)
-    if p.is_absolute() or p.anchor or ".." in p.parts:
-        raise ValueError(f"[output] dir must be a relative folder below the working directory (no absolute path, "
-                         f"no '..'), got {d!r}; to write elsewhere give --out DIR on the command line")
-    return d
-
 
 def build_process(pcfg: dict, image_size: int) -> SPDEProcess:
+    """The process of a ``[process]`` table; errors name the section."""
+    _check_process({"preset": "paper_anisotropic", "T": 2.0, "dt": 1e-3, **pcfg}, flow=False)
     pcfg = dict(pcfg)
     preset = pcfg.pop("preset", "paper_anisotropic")
     T = float(pcfg.pop("T", 2.0))
     dt = float(pcfg.pop("dt", 1e-3))
     solver = pcfg.pop("solver", "euler_maruyama")
     spde = pcfg.pop("spde", None)
-    return SPDEProcess.from_preset(preset, image_size, T, dt, solver, spde=spde, **pcfg)
+    try:
+        return SPDEProcess.from_preset(preset, image_size, T, dt, solver, spde=spde, **pcfg)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"[process] {exc}") from exc
 
 
 def build_network(ncfg: dict, in_channels: int, image_size: int) -> UNet:
@@ -141,7 +75,10 @@ def build_network(ncfg: dict, in_channels: int, image_size: int) -> UNet:
     if d["in_channels"] != in_channels or d["image_size"] != image_size:
         raise ValueError(f"[network] in_channels/image_size ({d['in_channels']}, {d['image_size']}) do not match "
                          f"the data ({in_channels}, {image_size})")
-    return UNet(UNetConfig.from_dict(d))
+    try:
+        return UNet(UNetConfig.from_dict(d))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"[network] {str(exc).replace('UNetConfig.', '')}") from exc
 
 
 class EMA:
@@ -184,7 +121,7 @@ class Trainer:
     ``dist``: a :class:`genmodel.distributed.DistContext` to train data-parallel (one Trainer per
     torchrun process; see :mod:`genmodel.distributed`), None for the single-process run."""
 
-    def __init__(self, cfg: dict, out_dir=None, log=print, dist: DistContext | None = None):
+    def __init__(self, cfg: dict, out_dir=None, log=print, dist: DistContext | None = None, progress: bool = False):
         self.cfg = cfg
         self.log = log
         self.dist = dist
@@ -195,15 +132,26 @@ class Trainer:
         self.threads = _set_threads(tr["threads"], int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if dist else 1)
         self.local_batch = split_evenly(tr["batch"], self.world_size, "batch")
         self.local_pool = share_of(tr["pool"], self.rank, self.world_size, "pool")
+        t_setup = time.perf_counter()
+
+        def stage(text):  # one line per setup stage, as it starts (a slow setup is not silent)
+            self.log(f"setup {time.perf_counter() - t_setup:5.1f} s: {text}")
+
+        stage(f"loading the data ([data] dataset = {cfg['data'].get('dataset', 'digits')!r})")
         self.train_data, self.heldout = load_dataset(cfg["data"])
         _, C, H, W = self.train_data.shape
         if H != W:
-            raise ValueError(f"square images are needed, got {H}x{W}")
+            raise ValueError(f"[data]: square images are needed, got {H}x{W}")
         self.local_data = shard(self.train_data, self.rank, self.world_size) if dist else self.train_data
+        stage(f"{self.train_data.shape[0]} training and "
+              f"{0 if self.heldout is None else self.heldout.shape[0]} held-out images {C}x{H}x{W}; building the "
+              f"process ([process] preset = {cfg['process'].get('preset')!r})")
         self.process = self._build_process(H)
         torch.manual_seed(tr["seed"])
+        stage("building the network and the model (reference tables of the process)")
         self.net = build_network(cfg["network"], C, H)
-        self.model = self._build_model()
+        with _elapsed("setup: model", progress and self.rank == 0):
+            self.model = self._build_model()
         if self.device.type != "cpu":
             self.model.to(self.device)
         self.ema = EMA(self.model, tr["ema"])
@@ -213,8 +161,12 @@ class Trainer:
             torch.manual_seed(torch_seed)  # dropout: one stream per rank
         else:
             self.rng = np.random.default_rng(tr["seed"])
-        self.loss = self._make_loss()
+        stage(f"preparing the loss ([train] loss = {tr['loss']!r}, pool = {tr['pool']}: forward paths are "
+              "simulated to random times)")
+        with _elapsed("setup: loss", progress and self.rank == 0):
+            self.loss = self._make_loss()
         self.forward_model = self._wrap(self.model)
+        stage("done")
         self.step = 0
         self.seconds = 0.0
         self.running = None  # the smoothed loss shown in the logs (part of the resumable state)
@@ -357,13 +309,21 @@ class Trainer:
         value = float(loss.detach())
         return mean_across_ranks(value, self.dist) if self.dist else value
 
-    def run(self, steps: int | None = None, progress: bool = True) -> None:
+    def run(self, steps: int | None = None, progress: bool = True, stop_on_signals: bool = False) -> None:
+        """Train up to ``steps`` (default: ``[train] steps``), writing ``last.pt`` every ``checkpoint_every``
+        steps and at the end.
+
+        ``stop_on_signals`` (single process, main thread; the command line sets it): SIGINT (Ctrl-C) and
+        SIGTERM let the current step finish, write ``last.pt`` at that step and raise
+        :class:`TrainingInterrupted`; ``resume()`` then continues bit for bit (on the CPU). A second
+        signal stops at once with KeyboardInterrupt, keeping the last checkpoint written."""
         tr = self.cfg["train"]
         total = tr["steps"] if steps is None else int(steps)
         t_last = time.perf_counter()
         progress = progress and self.rank == 0
-        with tqdm(total=total, initial=self.step, disable=not progress, desc="train", unit="step",
-                  dynamic_ncols=True) as bar:
+        stop = _StopSignals(stop_on_signals and self.dist is None)
+        with stop, tqdm(total=total, initial=self.step, disable=not progress, desc="train", unit="step",
+                        dynamic_ncols=True) as bar:
             while self.step < total:
                 loss = self.train_step()
                 running = self.running = loss if self.running is None else 0.98 * self.running + 0.02 * loss
@@ -374,9 +334,12 @@ class Trainer:
                 if self.step % tr["log_every"] == 0:
                     self.history.append((self.step, running, self.seconds))
                     bar.set_postfix(loss=f"{running:.4g}", sps=f"{self.step / max(self.seconds, 1e-9):.2f}")
-                if self.step % tr["checkpoint_every"] == 0 or self.step == total:
-                    self.save()
+                saved = self.step % tr["checkpoint_every"] == 0 or self.step == total
+                if saved or stop.signum is not None:
+                    path = self.save()
                     t_last = time.perf_counter()
+                    if stop.signum is not None:
+                        raise TrainingInterrupted(stop.signum, self.step, total, path)
 
     # ------------------------------------------------------------------ export
     def exported_weights(self) -> dict:
@@ -409,17 +372,77 @@ class Trainer:
         return save_checkpoint(Path(path) if path else self.out / "model.pt", payload)
 
 
+@contextlib.contextmanager
+def _elapsed(desc: str, enabled: bool):
+    """A ticking elapsed-time display on stderr while a setup stage without its own progress bar runs."""
+    if not enabled:
+        yield
+        return
+    bar = tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed} elapsed", leave=False)
+    done = threading.Event()
+
+    def tick():
+        while not done.wait(0.5):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        bar.close()
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after writing ``last.pt`` at ``step`` (see :meth:`Trainer.run`)."""
+
+    def __init__(self, signum: int, step: int, total: int, path):
+        self.signum, self.step, self.total, self.path = int(signum), step, total, path
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step} of {total}; checkpoint {path}")
+
+
+class _StopSignals:
+    """While active (if ``enabled`` and in the main thread): the first SIGINT or SIGTERM only records
+    ``signum`` (the loop stops after its step); a second one raises KeyboardInterrupt at once."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum = None
+        self._previous = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}")
+        self.signum = signum
+
+    def __enter__(self):
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+        return False
+
+
 def _cpu(state: dict) -> dict:
     """A state dict with its tensors on the CPU (a checkpoint then loads anywhere); no copy on CPU."""
     return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
 
 
-def make_trainer(cfg: dict, out_dir=None, log=print, dist: DistContext | None = None) -> Trainer:
+def make_trainer(cfg: dict, out_dir=None, log=print, dist: DistContext | None = None,
+                 progress: bool = False) -> Trainer:
     """The trainer a config asks for: :class:`Trainer` (SPDE score model) or, with ``[process] preset =
     "flow_matching"`` or ``[train] loss = "flow_matching"``, :class:`genmodel.flow_matching.FlowMatchingTrainer`."""
     from .flow_matching import FlowMatchingTrainer, is_flow_matching
 
-    return (FlowMatchingTrainer if is_flow_matching(cfg) else Trainer)(cfg, out_dir, log=log, dist=dist)
+    return (FlowMatchingTrainer if is_flow_matching(cfg) else Trainer)(cfg, out_dir, log=log, dist=dist,
+                                                                        progress=progress)
 
 
 def load_model(path) -> tuple[ScoreModel, SPDEProcess, GaussianPrior | None, dict]:
@@ -462,5 +485,5 @@ def seconds_to_text(s: float) -> str:
     return f"{int(s // 60)} min {s - 60 * math.floor(s / 60):.0f} s"
 
 
-__all__ = ["Trainer", "EMA", "load_config", "load_model", "score_function", "build_process", "build_network",
-           "DEFAULTS", "make_trainer"]
+__all__ = ["Trainer", "TrainingInterrupted", "EMA", "load_config", "check_config", "load_model", "score_function",
+           "build_process", "build_network", "DEFAULTS", "make_trainer"]

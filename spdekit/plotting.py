@@ -12,14 +12,18 @@ def snapshot_indices(n_saved: int, max_columns: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n_saved - 1, max_columns)).astype(int))
 
 
-def plot_trajectory(traj, out=None, samples=None, max_columns: int = 9, value_range=None, dpi: int = 120):
+def plot_trajectory(traj, out=None, samples=None, max_columns: int = 9, value_range=None, dpi: int = 120,
+                    format: str | None = None):
     """One row per sample (at most 4 by default), one column per saved time.
 
     Grey images use the first channel; three-channel images are shown in colour. Intensities are
     clipped to ``value_range`` (default: the range stored with the run, else that of the initial
     state) so that the growing noise does not wash out the colour scale. Returns the figure; with
-    ``out`` it is also saved (PNG, PDF, ... by extension).
+    ``out`` it is also saved (PNG, PDF, ... by extension, or ``format``).
     """
+    from ._checks import check_int
+
+    check_int("max_columns", max_columns, minimum=1)
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -53,6 +57,6 @@ def plot_trajectory(traj, out=None, samples=None, max_columns: int = 9, value_ra
     fig.suptitle(f"forward process ({solver}, dt = {traj.dt:g})", fontsize=9)
     fig.tight_layout()
     if out is not None:
-        fig.savefig(out, dpi=dpi)
+        fig.savefig(out, dpi=dpi, format=format)
         plt.close(fig)
     return fig

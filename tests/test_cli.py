@@ -59,13 +59,16 @@ dt = 0.125
 t1 = 125.0
 solver = "em"
 save_every = 1
+allow_unstable_dt = true
 """)
     out = tmp_path / "partial.nc"
-    with pytest.warns(sk.StabilityWarning):
-        assert main(["simulate", str(cfg), "--out", str(out), "--no-progress"]) == 1
+    assert main(["simulate", str(cfg), "--out", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "diverged at step" in err and "partial trajectory written" in err
-    assert not sk.open_trajectory(out).completed
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "warning: run.dt = 0.125 exceeds the explicit stability bound" in lines[0]
+    assert "diverged at step" in lines[1] and "partial trajectory written" in lines[1]
+    traj = sk.open_trajectory(out)
+    assert not traj.completed and traj.stopped_at["reason"] == "non-finite state"
 
 
 def test_plot_of_a_non_trajectory(tmp_path, capsys):
@@ -73,3 +76,98 @@ def test_plot_of_a_non_trajectory(tmp_path, capsys):
     bad.write_text("garbage")
     assert main(["plot", str(bad), "--out", str(tmp_path / "f.png")]) == 2
     assert "not a readable netCDF file" in capsys.readouterr().err
+
+
+LONG_RUN = """
+[spde]
+preset = "paper_anisotropic"
+T = 2.0
+[initial]
+image = "camera"
+size = 16
+[run]
+dt = 1e-5
+save_every = 500
+backend = "numpy"
+"""
+
+
+@pytest.mark.parametrize("sig,status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_signal_keeps_the_trajectory_marked_interrupted(tmp_path, sig, status):
+    """Ctrl-C (or SIGTERM) in `spdekit simulate`: one line, exit status 130 (143), no traceback; the
+    states saved so far stay in --out, which is marked interrupted."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "long.toml"
+    cfg.write_text(LONG_RUN)
+    out = tmp_path / "long.nc"
+    proc = subprocess.Popen([sys.executable, "-m", "spdekit.cli", "simulate", str(cfg), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+    os.set_blocking(proc.stderr.fileno(), False)
+    err, deadline = b"", time.monotonic() + 120
+    while not re.search(rb"\|\s*[1-9]\d*/200000 \[", err):  # the progress bar reports steps
+        assert proc.poll() is None and time.monotonic() < deadline, err.decode()
+        time.sleep(0.02)
+        err += proc.stderr.read() or b""
+    proc.send_signal(getattr(signal, sig))
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == status
+    text = (err + rest).decode().replace("\r", "\n")
+    assert "Traceback" not in text
+    last = text.strip().splitlines()[-1]
+    assert re.fullmatch(rf"spdekit simulate: interrupted \({sig}\); \d+ saved states? up to t = \S+ (are|is) kept "
+                        rf"in {re.escape(str(out))}, marked interrupted \(completed = 0\)", last), last
+    traj = sk.open_trajectory(out)
+    assert not traj.completed and traj.stopped_at["reason"] == "interrupted" and len(traj.times) >= 1
+
+
+def test_plot_creates_folders_and_checks_columns(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG.replace("size = 24", "size = 8").replace("T = 0.5", "T = 0.2"))
+    assert main(["simulate", str(cfg), "--out", str(tmp_path / "t.nc"), "--no-progress"]) == 0
+    png = tmp_path / "new" / "folder" / "f.png"
+    assert main(["plot", str(tmp_path / "t.nc"), "--out", str(png), "--columns", "2"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="max_columns must be an integer >= 1"):
+        from spdekit.plotting import plot_trajectory
+
+        plot_trajectory(sk.open_trajectory(tmp_path / "t.nc"), max_columns=0)
+
+
+def _parsers(parser):
+    """The parser and its sub-command parsers."""
+    import argparse
+
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            out += list(action.choices.values())
+    return out
+
+
+@pytest.mark.parametrize("cli", ["spdekit", "genmodel"])
+def test_every_option_has_help_with_its_default_and_version(cli, capsys):
+    """`--help` describes every option and states its default; `--version` exists (issue 24, item 7)."""
+    import argparse
+    import importlib
+
+    mod = importlib.import_module(f"{cli}.cli")
+    for parser in _parsers(mod.build_parser()):
+        fmt = parser._get_formatter()
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction, argparse._VersionAction)):
+                continue
+            assert action.help, (parser.prog, action.dest)
+            text = fmt._expand_help(action) if hasattr(fmt, "_expand_help") else action.help
+            if action.option_strings and action.default is not None and action.default is not False:
+                assert "(default" in text or "default:" in text, (parser.prog, action.dest, text)
+        parser.format_help()  # every help text formats (no stray %)
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--version"])
+    assert exc.value.code == 0 and "spdekit 0.1" in capsys.readouterr().out

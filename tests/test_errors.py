@@ -143,7 +143,33 @@ def test_good_config_builds(tmp_path):
     (GOOD.replace('preset = "paper_anisotropic"', 'preset = "custom"\nalpha1 = -1\nlambda1 = inf\n'
                   'alpha2 = 0.1\nlambda2 = inf'), "alpha1 must be >= 0"),
     ("[spde\npreset=1", "not valid TOML"),
+    (GOOD.replace("dt = 1e-3", "dt = -1e-3"), r"run.dt must be > 0; got -0.001"),
+    (GOOD.replace("dt = 1e-3", "dt = 1e-3\nseed = -1"), r"run.seed must be an integer >= 0; got -1"),
+    (GOOD.replace("dt = 1e-3", "dt = 0.01"),
+     r"run.dt = 0.01 exceeds the explicit stability bound h\^2/\(4 max alpha1\) = 0.007812 .*\(e.g. dt = 0.005\) "
+     r"or set run.allow_unstable_dt = true"),
+    (GOOD + "T = 0.0\n", "unknown key run.T"),
+    (GOOD.replace('preset = "paper_anisotropic"', 'preset = "paper_anisotropic"\nT = 0.0'), "spde.T must be"),
+    (GOOD.replace('preset = "paper_anisotropic"', 'preset = "pure_noise"\nalpha2 = 1.0\nalpha1 = 1.0'),
+     "spde.alpha1: preset 'pure_noise' takes spde.alpha2 only"),
+    (GOOD.replace("size = 16", "size = 16\nchannels = 2"), "initial.channels must be 1 or 3"),
 ])
 def test_bad_configs(tmp_path, text, msg):
     with pytest.raises(ConfigError, match=msg):
         build(load_config(_write(tmp_path, text)))
+
+
+def test_unstable_dt_runs_only_when_allowed(tmp_path):
+    cfg = build(load_config(_write(tmp_path, GOOD.replace("dt = 1e-3", "dt = 0.01\nallow_unstable_dt = true"))))
+    assert cfg.dt == 0.01 and cfg.spde.stability_bound(cfg.t0, cfg.t1) < cfg.dt
+
+
+def test_relative_image_path_is_relative_to_the_config(tmp_path, monkeypatch):
+    """A config's image path is found next to the config, whatever the working directory."""
+    (tmp_path / "conf").mkdir()
+    np.save(tmp_path / "conf" / "img.npy", np.linspace(0, 1, 64).reshape(8, 8))
+    cfg = tmp_path / "conf" / "c.toml"
+    cfg.write_text(GOOD.replace('image = "camera"', 'image = "img.npy"').replace("size = 16", "size = 8"))
+    monkeypatch.chdir(tmp_path)
+    run = build(load_config(cfg))
+    assert run.raw["initial"]["image"] == str(tmp_path / "conf" / "img.npy") and run.u0.shape == (1, 1, 8, 8)

@@ -145,3 +145,134 @@ def test_shipped_configs_load(name):
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "genmodel" / "configs" / f"{name}.toml")
     assert cfg["train"]["loss"] in LOSSES + ("flow_matching",)
+
+
+# ------------------------------------------------------------------------------------------ signals, messages
+SIGNAL_RUN = tiny_toml(train="""
+steps = 150
+batch = 8
+pool = 16
+checkpoint_every = 1000
+log_every = 1
+threads = 1
+warmup = 2
+device = "cpu"
+""", sampling="steps = 5", dropout=0.1)
+
+
+def _start(argv, cwd):
+    """A genmodel process whose stdout and stderr are collected by threads (``buf``)."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "genmodel.cli", *argv], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    buf = {"out": [], "err": []}
+
+    def pump(stream, key):
+        for chunk in iter(lambda: stream.read1(4096), b""):
+            buf[key].append(chunk)
+
+    for stream, key in ((proc.stdout, "out"), (proc.stderr, "err")):
+        threading.Thread(target=pump, args=(stream, key), daemon=True).start()
+    return proc, buf
+
+
+def _text(buf, key):
+    return b"".join(buf[key]).decode(errors="replace")
+
+
+def _wait_for(proc, buf, key, pattern, timeout=120.0):
+    import re
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(pattern, _text(buf, key))
+        if m:
+            return m
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"no {pattern!r} in the {key} of the process: {_text(buf, key)[-2000:]}")
+
+
+@pytest.mark.parametrize("sig,status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_signal_writes_a_checkpoint_and_resume_is_bit_for_bit(tmp_path, capsys, sig, status):
+    """Ctrl-C (SIGINT) or SIGTERM during `genmodel train`: the current step finishes, last.pt is written at
+    that step, one line says how to resume, exit status 130 / 143. Resumed to the end, the weights, EMA
+    and optimizer equal those of an uninterrupted run bit for bit (CPU)."""
+    import re
+    import signal
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(SIGNAL_RUN)
+    a = tmp_path / "a"
+    proc, buf = _start(["train", str(cfg), "--out", str(a), "--no-export"], tmp_path)
+    _wait_for(proc, buf, "out", r"setup .*: done")  # a line per setup stage, on stdout as they start
+    _wait_for(proc, buf, "err", r"\|\s*[1-9]\d*/150 \[")  # the progress bar reports a step
+    proc.send_signal(getattr(signal, sig))
+    assert proc.wait(timeout=120) == status
+    err = _text(buf, "err")
+    assert "Traceback" not in err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    m = re.fullmatch(rf"genmodel train: interrupted \({sig}\) at step (\d+) of 150: checkpoint written to "
+                     rf"(\S+); resume with: genmodel train (\S+) --out (\S+) --resume --no-export", last)
+    assert m, last
+    step = int(m.group(1))
+    assert 1 <= step < 150 and m.group(2) == str(a / "last.pt") and m.group(4) == str(a)
+    assert load_checkpoint(a / "last.pt", kind="train")["step"] == step
+    if sig == "SIGTERM":
+        return  # the resume is the same as after SIGINT
+    # the printed command, in-process: continue to step 150; and the same run without interruption
+    assert main(["train", str(cfg), "--out", str(a), "--resume", "--quiet", "--no-export"]) == 0
+    assert f"resumed from {a / 'last.pt'} at step {step}" in capsys.readouterr().out
+    assert main(["train", str(cfg), "--out", str(tmp_path / "b"), "--quiet", "--no-export"]) == 0
+    ra, rb = load_checkpoint(a / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert ra["step"] == rb["step"] == 150
+    for key in ("model", "ema"):
+        assert ra[key].keys() == rb[key].keys()
+        assert all(torch.equal(ra[key][k], rb[key][k]) for k in ra[key]), key
+    sa, sb = ra["optimizer"]["state"], rb["optimizer"]["state"]
+    assert all(torch.equal(sa[i][n], sb[i][n]) for i in sa for n in sa[i])
+
+
+def test_cli_messages_setup_lines_fid_warning_and_json_stdout(tmp_path, tiny_config, capsys):
+    """train shows its setup stages; evaluate warns (one line) when FID is computed from too few samples;
+    stroke2img --json writes only the JSON to stdout; messages name TOML keys, not Python arguments."""
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_config), "--out", str(out), "--quiet"]) == 0
+    stages = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("setup ")]
+    assert "loading the data" in stages[0] and stages[-1].endswith(": done") and len(stages) == 5
+    model = str(out / "model.pt")
+    assert main(["evaluate", model, "--n", "20", "--steps", "3", "--json", "--quiet"]) == 0
+    res = capsys.readouterr()
+    assert json.loads(res.out)["n_samples"] == 20
+    warning = [ln for ln in res.err.splitlines() if ln.strip()]
+    assert len(warning) == 1 and warning[0].startswith("genmodel evaluate: warning: FID from 20 samples is biased")
+    assert main(["stroke2img", model, "--from-digits", "1", "--n-per-stroke", "2", "--t0", "0.05", "--steps", "4",
+                 "--out", str(tmp_path / "s.png"), "--json", "--quiet"]) == 0
+    res = capsys.readouterr()
+    assert json.loads(res.out)["n"] == 2 and f"wrote {tmp_path / 's.png'}" in res.err
+
+    from skimage import io
+
+    from genmodel.data import load_images
+
+    (tmp_path / "mixed").mkdir()
+    io.imsave(tmp_path / "mixed" / "a.png", np.zeros((8, 8), np.uint8), check_contrast=False)
+    io.imsave(tmp_path / "mixed" / "b.png", np.zeros((8, 8, 3), np.uint8), check_contrast=False)
+    with pytest.raises(ValueError, match=r"set \[data\] grayscale = true"):
+        load_images(tmp_path / "mixed")
+
+
+def test_config_types_are_checked_alike():
+    """A string where a number belongs is refused in every section, naming the key (issue 24, item 6)."""
+    for sec, key, value in (("process", "T", "2"), ("train", "batch", "128"), ("train", "lr", "1e-3"),
+                            ("data", "holdout", "0.2"), ("sampling", "snr", "0.16"), ("network", "dropout", "0")):
+        with pytest.raises(ValueError, match=rf"\[{sec}\] {key} must be .*got str"):
+            load_config({sec: {key: value}})
