@@ -65,6 +65,16 @@ def one_line(message) -> str:
     return "; ".join(lines)
 
 
+def thread_count(text):
+    """argparse type of --threads: "auto" or an integer >= 1 (spdekit.threads)."""
+    if text == "auto":
+        return text
+    return int_at_least(1)(text)
+
+
+thread_count.__name__ = "'auto' or int>=1"
+
+
 def int_at_least(minimum: int):
     """argparse type: an integer >= ``minimum``."""
 
@@ -240,7 +250,7 @@ def _simulate(args) -> int:
                 warnings.simplefilter("ignore", StabilityWarning)
             traj = simulate(cfg.spde, cfg.u0, cfg.t0, cfg.t1, cfg.dt, solver=cfg.solver, save_every=cfg.save_every,
                             seed=cfg.seed, backend=cfg.backend, progress=not args.no_progress, attrs=attrs,
-                            out=args.out)
+                            out=args.out, threads=args.threads)
     except SimulationDiverged as exc:
         part = exc.trajectory
         _error(args, f"simulation diverged at step {exc.step} (t = {exc.time:.6g}): the state is no longer finite; "
@@ -279,11 +289,15 @@ def _simulate(args) -> int:
 
 def _plot(args) -> int:
     from .plotting import plot_trajectory
+    from .store import DamagedFileError
     from .trajectory import open_trajectory
 
     check_output_path(args.out, suffixes=_figure_formats())
     try:
-        traj = open_trajectory(args.trajectory)
+        traj = open_trajectory(args.trajectory, recover=args.recover)
+    except DamagedFileError as exc:
+        _error(args, str(exc).replace("pass recover=True to open_trajectory to read them", "--recover plots them"))
+        return 2
     except (FileNotFoundError, ValueError) as exc:
         _error(args, exc)
         return 2
@@ -299,6 +313,10 @@ def _plot(args) -> int:
     except OSError as exc:
         _error(args, f"cannot write {args.out}: {exc.strerror or exc}")
         return 2
+    if traj.integrity == "recovered":
+        print(f"spdekit plot: warning: {args.trajectory} is damaged; plotted its {len(traj)} valid state"
+              f"{'s' if len(traj) > 1 else ''} (t = {float(traj.times[0]):.6g} to {float(traj.times[-1]):.6g})",
+              file=sys.stderr)
     print(f"figure written to {args.out}")
     return 0
 
@@ -325,6 +343,9 @@ def build_parser() -> ArgumentParser:
                                   "relative paths in it are relative to its folder")
     p.add_argument("--out", required=True, help="output netCDF file (folders are created)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--threads", type=thread_count, default="auto",
+                   help="threads of the numba kernels: 'auto' follows the machine's load (spdekit.threads; "
+                        "the results do not depend on it) or a fixed count")
     p.set_defaults(func=_simulate)
     q = sub.add_parser("plot", help="draw the forward process as rows of snapshots", formatter_class=HelpFormatter)
     q.add_argument("trajectory", help="netCDF file written by 'spdekit simulate'")
@@ -332,6 +353,8 @@ def build_parser() -> ArgumentParser:
                                                 "...); folders are created")
     q.add_argument("--columns", type=int_at_least(1), default=9,
                    help="at most this many snapshots per row (evenly spread, first and last included)")
+    q.add_argument("--recover", action="store_true",
+                   help="plot the valid states of a damaged (truncated or corrupted) file instead of refusing it")
     q.set_defaults(func=_plot)
     return parser
 

@@ -171,3 +171,33 @@ def test_every_option_has_help_with_its_default_and_version(cli, capsys):
     with pytest.raises(SystemExit) as exc:
         mod.main(["--version"])
     assert exc.value.code == 0 and "spdekit 0.1" in capsys.readouterr().out
+
+
+def test_plot_refuses_a_truncated_file_and_recovers_on_request(tmp_path, capsys):
+    """The reproduction of issue 24: a trajectory cut short was plotted as complete. Now it is refused in one line
+    naming the first bad state; --recover plots the valid states and says so."""
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "traj.nc"
+    assert main(["simulate", str(cfg), "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    cut = tmp_path / "cut.nc"
+    data = out.read_bytes()
+    cut.write_bytes(data[:len(data) - len(data) // 12])  # inside the last saved state
+    capsys.readouterr()
+    png = tmp_path / "fig.png"
+    assert main(["plot", str(cut), "--out", str(png)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is damaged" in err and "saved state 5" in err and "--recover plots them" in err
+    assert not png.exists()
+    assert main(["plot", str(cut), "--out", str(png), "--recover"]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "plotted its 5 valid states" in err and png.exists()
+
+
+@pytest.mark.parametrize("bad", ["0", "two", "-1"])
+def test_simulate_threads_option(tmp_path, capsys, bad):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG)
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", str(cfg), "--out", str(tmp_path / "t.nc"), "--threads", bad])
+    assert info.value.code == 2 and "--threads" in capsys.readouterr().err
