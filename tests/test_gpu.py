@@ -6,7 +6,7 @@ from _cases import CASES, SOLVERS, image_batch
 
 import spdekit as sk
 
-cp = pytest.importorskip("cupy", reason="cupy is not installed (pip install 'spdekit[gpu]')")
+cp = pytest.importorskip("cupy", reason="cupy is not installed (pip install 'spdekit[gpu-cuda12]' or '[gpu-cuda13]')")
 from spdekit.backends import available  # noqa: E402
 
 if not available("cupy"):

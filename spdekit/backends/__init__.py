@@ -2,7 +2,8 @@
 
 * ``numpy``: the readable reference (vectorised numpy);
 * ``numba``: fused, parallel CPU kernels, tested equal to the reference;
-* ``cupy``: GPU kernels (optional extra ``spdekit[gpu]``).
+* ``cupy``: GPU kernels (optional extra ``spdekit[gpu-cuda12]`` or ``spdekit[gpu-cuda13]``, after the CUDA
+  major version of the driver).
 
 ``get_backend("auto", u)`` picks cupy for cupy arrays, numba for host arrays when numba is
 importable, and the numpy reference otherwise.
@@ -30,7 +31,8 @@ def _load(name):
         except ImportError as exc:  # numba or cupy missing
             raise ImportError(
                 f"backend {name!r} is not available: {exc}. "
-                + ("Install the GPU extra: pip install 'spdekit[gpu]'" if name == "cupy" else "")
+                + ("Install the GPU extra of your CUDA major version (nvidia-smi shows it): "
+                   "pip install 'spdekit[gpu-cuda12]' or 'spdekit[gpu-cuda13]'" if name == "cupy" else "")
             ) from exc
     return _cache[name]
 
