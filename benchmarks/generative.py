@@ -45,7 +45,8 @@ from _harness import alternate, machine, write_json
 
 from genmodel import sample
 from genmodel.priors import GaussianPrior
-from genmodel.train import Trainer, load_config, score_function
+from genmodel.runs import score_function
+from genmodel.train import Trainer, load_config
 
 CONFIG = Path(__file__).resolve().parents[1] / "genmodel" / "configs" / "digits16_anisotropic.toml"
 

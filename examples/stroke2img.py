@@ -23,8 +23,8 @@ import torch
 from genmodel.cli import save_grid
 from genmodel.data import load_digits
 from genmodel.metrics import load_classifier
+from genmodel.runs import load_model
 from genmodel.stroke import load_stroke, make_strokes, stroke2img, stroke_scores
-from genmodel.train import load_model
 
 
 def main():

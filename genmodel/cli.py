@@ -82,8 +82,8 @@ def save_grid(images, path, nrow: int | None = None, title: str | None = None) -
 
 def _generate(args, model, process, prior, ck, n):
     from .distributed import on_device
+    from .runs import score_function
     from .sampling import sample
-    from .train import score_function
 
     if args.threads:
         from .train import _set_threads
@@ -185,7 +185,8 @@ def _resume_command(args, out: Path) -> str:
 
 def cmd_train(args) -> int:
     from . import distributed
-    from .train import TrainingInterrupted, load_config, make_trainer, seconds_to_text
+    from .runs import make_trainer
+    from .train import TrainingInterrupted, load_config, seconds_to_text
 
     t0 = time.perf_counter()
     cfg = load_config(args.config)  # refuses a config [output] dir outside the working directory
@@ -246,7 +247,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .train import load_model
+    from .runs import load_model
 
     out = check_output_path(args.out, "--out", suffixes=OUT_SUFFIXES)  # before any work
     model, process, prior, ck = load_model(args.ckpt)
@@ -261,7 +262,7 @@ def cmd_sample(args) -> int:
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
     from .metrics import InceptionFeatures, evaluate_samples, load_classifier
-    from .train import load_model
+    from .runs import load_model
 
     if args.save_samples:
         check_output_path(args.save_samples, "--save-samples", suffixes=(".npz",))
@@ -330,8 +331,8 @@ def cmd_stroke2img(args) -> int:
     from .distributed import on_device
     from .latent import decode_latents, decoder_for, encode_dataset
     from .metrics import load_classifier
+    from .runs import load_model
     from .stroke import load_stroke, make_strokes, stroke2img, stroke_scores
-    from .train import load_model
 
     if (args.stroke is None) == (args.from_digits is None):
         raise UsageError("give a stroke image (PNG) or --from-digits N, not both and not neither")
@@ -384,7 +385,8 @@ def cmd_stroke2img(args) -> int:
 def cmd_likelihood(args) -> int:
     from .data import load_dataset
     from .likelihood import log_likelihood
-    from .train import _set_threads, load_model
+    from .runs import load_model
+    from .train import _set_threads
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")

@@ -44,7 +44,7 @@ from .samplers import _attribute, gaussian_reference
 
 
 def _differentiable(score_fn):
-    """The callable to differentiate: a model behind :func:`genmodel.train.score_function` (which
+    """The callable to differentiate: a model behind :func:`genmodel.runs.score_function` (which
     runs without grad) or the score function itself."""
     model = _attribute(score_fn, "model")
     return score_fn if model is None else model
@@ -104,7 +104,7 @@ def log_likelihood(process, score_fn, x, steps: int | None = None, exact_trace: 
 
     Parameters
     ----------
-    process, score_fn : the chain and its score (a model from :func:`genmodel.train.load_model`, its
+    process, score_fn : the chain and its score (a model from :func:`genmodel.runs.load_model`, its
         :func:`score_function`, or an exact score of :mod:`genmodel.exact`).
     steps : Heun steps from 0 to T on chain steps (default K); 2 score evaluations (and backward passes) each.
     exact_trace : the exact divergence (D backward passes per evaluation) instead of Hutchinson's estimate.

@@ -309,21 +309,4 @@ class TransitionDSM:
         self.pool.load_state_dict(d["pool"])
 
 
-def make_loss(kind: str, process: SPDEProcess, data: torch.Tensor, rng: np.random.Generator,
-              pool_size: int = 2048, antithetic: bool = True, pool_advance: int = 1, time_weight_power: float = 0.0):
-    """"exact", "transition", "path" (:mod:`genmodel.path_dsm`), or "auto" (exact for linear chains,
-    transition otherwise); ``time_weight_power``: the time measure of the module doc (0: uniform)."""
-    if kind == "auto":
-        kind = "exact" if process.is_linear else "transition"
-    if kind == "exact":
-        return ExactGaussianDSM(process, data, time_weight_power)
-    if kind == "transition":
-        return TransitionDSM(process, data, pool_size, rng, antithetic, pool_advance, time_weight_power)
-    if kind == "path":
-        from .path_dsm import PathDSM
-
-        return PathDSM(process, data, pool_size, rng, pool_advance, time_weight_power)
-    raise ValueError(f"loss must be one of 'auto', {LOSSES}; got {kind!r}")
-
-
-__all__ = ["ExactGaussianDSM", "TransitionDSM", "TransitionPool", "ApplyQ", "make_loss", "LOSSES"]
+__all__ = ["ExactGaussianDSM", "TransitionDSM", "TransitionPool", "ApplyQ", "LOSSES"]

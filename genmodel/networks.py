@@ -364,7 +364,7 @@ class ScoreModel(nn.Module):
             channels, shape = net.shape[0], tuple(net.shape[-2:])
         reference = None
         if parameterization in ("reference", "moments"):
-            ref = GaussianReference(process.spde, (channels,) + shape, process.dt, process.n_steps)
+            ref = process.gaussian_reference((channels,) + shape)
             reference = (ref.P, ref.c) + ref.mode_matrices() + (parameterization,)
         model = cls(net, process.sigma2, process.dt, process.T, sigma_data, reference, channels)
         if data is not None and reference is not None:
@@ -380,8 +380,8 @@ class ScoreModel(nn.Module):
         the variances by the simulated ones; the samplers use the linearised chain, the rest is remainder.)"""
         if self.parameterization == "plain":
             return None
-        return GaussianReference(process.spde, tuple(self.data_mean_z.shape), process.dt, process.n_steps,
-                                 self.data_mean_z.detach().cpu().numpy(), self.data_var_z.detach().cpu().numpy())
+        return process.gaussian_reference(tuple(self.data_mean_z.shape), self.data_mean_z.detach().cpu().numpy(),
+                                          self.data_var_z.detach().cpu().numpy())
 
     def grid_steps(self) -> np.ndarray:
         """Chain steps at which forward moments are stored: 0, 10, 20, ..., and K."""

@@ -56,7 +56,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spdekit.reference import GaussianReference
 from spdekit.spectral import from_modes, to_modes
 
 from .losses import TransitionPool, weighted_dsm_loss
@@ -81,7 +80,7 @@ class PathTargets:
         _check(process)
         self.process = process
         sp = process.spde
-        ref = GaussianReference(sp, tuple(shape[-2:]), process.dt, process.n_steps)  # the networks' reference chain
+        ref = process.gaussian_reference(tuple(shape[-2:]))  # the networks' reference chain
         self.c = ref.c  # (K+1, H, W)
         self.f = ref.chain.step_factors  # (K, H, W)
         self.mu = ref.mu

@@ -27,6 +27,7 @@ import torch
 
 import spdekit
 from spdekit.linear import LinearChain
+from spdekit.reference import GaussianReference
 from spdekit.simulate import n_steps_for
 from spdekit.solvers import solver_from_dict
 from spdekit.spectral import from_modes, to_modes
@@ -184,6 +185,18 @@ class SPDEProcess:
                 idx = torch.as_tensor(active)
                 u[idx] = self.step(j, u[idx].contiguous(), rng)
         return u
+
+    # ------------------------------------------------------------------ the Gaussian reference
+    def gaussian_reference(self, shape, mean_z=0.0, var_z=1.0, data=None) -> GaussianReference:
+        """The Gaussian reference of this chain on (C, H, W) (or (H, W)) images: the LINEARISED chain
+        (lambda1 = lambda2 = inf, conservative stencil; :class:`spdekit.GaussianReference`) from data whose
+        DCT-II modes have means ``mean_z`` and variances ``var_z``, or those of ``data`` (N, C, H, W). The one
+        constructor of the reference that the score networks' 'reference' parameterisation
+        (:class:`genmodel.networks.ScoreModel`), the path loss (:mod:`genmodel.path_dsm`) and the samplers'
+        exponential predictors (:mod:`genmodel.samplers`) share."""
+        if data is not None:
+            return GaussianReference.from_data(self.spde, self.dt, self.n_steps, data)
+        return GaussianReference(self.spde, shape, self.dt, self.n_steps, mean_z, var_z)
 
     # ------------------------------------------------------------------ exact law (linear chains)
     def law(self, shape) -> LinearChain:

@@ -277,8 +277,7 @@ def gaussian_reference(process, score_fn, reference=None, data=None) -> Gaussian
     getter = _attribute(score_fn, "gaussian_reference")
     ref = getter(process) if getter is not None else None
     if ref is None and data is not None:
-        ref = GaussianReference.from_data(process.spde, process.dt, process.n_steps,
-                                          np.asarray(torch.as_tensor(data, dtype=torch.float64)))
+        ref = process.gaussian_reference(None, data=np.asarray(torch.as_tensor(data, dtype=torch.float64)))
     if ref is None:
         raise ValueError("the exponential predictors need the chain's Gaussian reference: a ScoreModel with "
                          "score_param 'reference' or 'moments', an exact score (genmodel.exact), reference= "

@@ -181,10 +181,10 @@ def stroke_scores(outputs, strokes, classifier=None, levels: int = 3, blur: floa
 
 def stroke2img(model, process, strokes, t0: float, steps: int | None = None, seed=None, progress: bool = False,
                **kw) -> torch.Tensor:
-    """Dispatch on the model kind (from :func:`genmodel.train.load_model`)."""
+    """Dispatch on the model kind (from :func:`genmodel.runs.load_model`)."""
     if getattr(process, "method", None) == "flow_matching":
         return sdedit_flow(model, process, strokes, t0, steps or 100, kw.get("method", "heun"), seed, progress)
-    from .train import score_function
+    from .runs import score_function
 
     return sdedit_spde(process, score_function(model), strokes, t0, steps, kw.get("corrector_steps", 1),
                        kw.get("snr", 0.16), seed, progress, predictor=kw.get("predictor", "em"),

@@ -49,8 +49,9 @@ from .distributed import (
     share_of,
     split_evenly,
 )
-from .losses import make_loss
+from .losses import LOSSES, ExactGaussianDSM, TransitionDSM
 from .networks import ScoreModel, UNet, UNetConfig, count_parameters
+from .path_dsm import PathDSM
 from .priors import GaussianPrior
 from .processes import SPDEProcess
 
@@ -79,6 +80,22 @@ def build_network(ncfg: dict, in_channels: int, image_size: int) -> UNet:
         return UNet(UNetConfig.from_dict(d))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"[network] {str(exc).replace('UNetConfig.', '')}") from exc
+
+
+def make_loss(kind: str, process: SPDEProcess, data: torch.Tensor, rng: np.random.Generator,
+              pool_size: int = 2048, antithetic: bool = True, pool_advance: int = 1, time_weight_power: float = 0.0):
+    """The loss of a ``[train] loss`` name: "exact", "transition" (:mod:`genmodel.losses`), "path"
+    (:mod:`genmodel.path_dsm`), or "auto" (exact for linear chains, transition otherwise);
+    ``time_weight_power``: the time measure of :mod:`genmodel.losses` (0: uniform)."""
+    if kind == "auto":
+        kind = "exact" if process.is_linear else "transition"
+    if kind == "exact":
+        return ExactGaussianDSM(process, data, time_weight_power)
+    if kind == "transition":
+        return TransitionDSM(process, data, pool_size, rng, antithetic, pool_advance, time_weight_power)
+    if kind == "path":
+        return PathDSM(process, data, pool_size, rng, pool_advance, time_weight_power)
+    raise ValueError(f"loss must be one of 'auto', {LOSSES}; got {kind!r}")
 
 
 class EMA:
@@ -435,55 +452,9 @@ def _cpu(state: dict) -> dict:
     return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
 
 
-def make_trainer(cfg: dict, out_dir=None, log=print, dist: DistContext | None = None,
-                 progress: bool = False) -> Trainer:
-    """The trainer a config asks for: :class:`Trainer` (SPDE score model) or, with ``[process] preset =
-    "flow_matching"`` or ``[train] loss = "flow_matching"``, :class:`genmodel.flow_matching.FlowMatchingTrainer`."""
-    from .flow_matching import FlowMatchingTrainer, is_flow_matching
-
-    return (FlowMatchingTrainer if is_flow_matching(cfg) else Trainer)(cfg, out_dir, log=log, dist=dist,
-                                                                        progress=progress)
-
-
-def load_model(path) -> tuple[ScoreModel, SPDEProcess, GaussianPrior | None, dict]:
-    """(score model with EMA weights, process, prior or None, checkpoint dict) from a checkpoint.
-    A flow-matching checkpoint gives (velocity model, :class:`genmodel.flow_matching.OTPath`, None, ck)."""
-    ck = load_checkpoint(path, kind="model")
-    if ck.get("method") == "flow_matching" or ck.get("process", {}).get("method") == "flow_matching":
-        from .flow_matching import load_flow_model
-
-        return load_flow_model(ck)
-    try:
-        cfg = UNetConfig.from_dict(ck["arch"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r}: unusable architecture entry: {exc}") from exc
-    net = UNet(cfg)
-    check_architecture(ck, cfg.to_dict(), net.arch_hash)
-    process = SPDEProcess.from_dict(ck["process"])
-    sigma_data = float(ck.get("sigma_data", ck.get("config", {}).get("train", {}).get("sigma_data", 0.5)))
-    model = ScoreModel.for_process(net, process, sigma_data)
-    load_state_strict(model, ck["ema"], "EMA")
-    model.eval()
-    prior = GaussianPrior.from_state_dict(ck["prior"]) if "prior" in ck else None
-    return model, process, prior, ck
-
-
-def score_function(model: ScoreModel, batch_size: int = 1024):
-    """A ``score_fn(t, u)`` for :func:`genmodel.sample` from a model (no grad, chunked)."""
-
-    @torch.no_grad()
-    def score_fn(t, u):
-        if u.shape[0] <= batch_size:
-            return model(t, u)
-        return torch.cat([model(t[i:i + batch_size], u[i:i + batch_size]) for i in range(0, u.shape[0], batch_size)])
-
-    score_fn.model = model  # for the samplers' Gaussian reference and the likelihood's autograd
-    return score_fn
-
-
 def seconds_to_text(s: float) -> str:
     return f"{int(s // 60)} min {s - 60 * math.floor(s / 60):.0f} s"
 
 
-__all__ = ["Trainer", "TrainingInterrupted", "EMA", "load_config", "check_config", "load_model", "score_function",
-           "build_process", "build_network", "DEFAULTS", "make_trainer"]
+__all__ = ["Trainer", "TrainingInterrupted", "EMA", "load_config", "check_config", "build_process", "build_network",
+           "make_loss", "DEFAULTS"]

@@ -16,8 +16,9 @@ from test_genmodel_train_cli import TINY
 
 from genmodel import distributed
 from genmodel.checkpoint import load_checkpoint
+from genmodel.runs import load_model, score_function
 from genmodel.sampling import sample
-from genmodel.train import Trainer, load_config, load_model, score_function
+from genmodel.train import Trainer, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # guards against a hang, not timings: a run takes 5-20 s on 2 free cores but was measured at 60-90 s

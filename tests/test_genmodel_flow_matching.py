@@ -17,7 +17,8 @@ from genmodel.flow_matching import (
     is_flow_matching,
     sample,
 )
-from genmodel.train import load_config, load_model, make_trainer
+from genmodel.runs import load_model, make_trainer
+from genmodel.train import load_config
 
 SHAPE = (1, 2, 2)  # D = 4
 

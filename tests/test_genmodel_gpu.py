@@ -9,7 +9,8 @@ from tiny_configs import tiny_toml
 
 from genmodel.cli import main
 from genmodel.distributed import OnDevice, on_device
-from genmodel.train import Trainer, load_config, load_model, score_function
+from genmodel.runs import load_model, score_function
+from genmodel.train import Trainer, load_config
 
 if not torch.cuda.is_available():
     pytest.skip("torch sees no CUDA device", allow_module_level=True)

@@ -7,9 +7,9 @@ import torch
 
 import spdekit
 from genmodel import GaussianDataScore, SPDEProcess
-from genmodel.losses import ExactGaussianDSM, TransitionDSM, make_loss
+from genmodel.losses import ExactGaussianDSM, TransitionDSM
 from genmodel.networks import ScoreModel, UNet, UNetConfig
-from genmodel.train import EMA
+from genmodel.train import EMA, make_loss
 
 H = 8
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from genmodel.data import load_digits
-from genmodel.losses import make_loss
 from genmodel.path_dsm import PathDSM, PathTargets
 from genmodel.processes import SPDEProcess
+from genmodel.train import make_loss
 
 
 @pytest.fixture(scope="module")

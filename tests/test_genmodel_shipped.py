@@ -12,8 +12,9 @@ import torch
 
 import genmodel
 from genmodel.bridge import numpy_score
+from genmodel.runs import load_model, score_function
 from genmodel.samplers import EulerMaruyamaPredictor, ExponentialPredictor, gaussian_reference
-from genmodel.train import load_config, load_model, score_function
+from genmodel.train import load_config
 
 ASSET = Path(genmodel.__file__).parent / "assets" / "digits16_anisotropic.pt"
 

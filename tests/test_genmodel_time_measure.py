@@ -8,9 +8,9 @@ import torch
 
 import spdekit
 from genmodel import SPDEProcess
-from genmodel.losses import ExactGaussianDSM, TransitionDSM, make_loss, time_draw_probabilities
+from genmodel.losses import ExactGaussianDSM, TransitionDSM, time_draw_probabilities
 from genmodel.path_dsm import PathDSM
-from genmodel.train import load_config
+from genmodel.train import load_config, make_loss
 
 
 def heat(T=0.2, dt=0.01):

@@ -9,7 +9,8 @@ from tiny_configs import tiny_toml
 
 from genmodel.checkpoint import CheckpointError, load_checkpoint
 from genmodel.cli import main
-from genmodel.train import Trainer, load_config, load_model
+from genmodel.runs import load_model
+from genmodel.train import Trainer, load_config
 
 TINY = tiny_toml(train="""
 steps = 4

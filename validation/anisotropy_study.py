@@ -98,7 +98,7 @@ from anisotropy_stats import paired_table
 
 from genmodel.distributed import on_device, resolve_device
 from genmodel.metrics import load_classifier
-from genmodel.train import load_model
+from genmodel.runs import load_model
 
 
 # ------------------------------------------------------------------------------------------ running

@@ -66,7 +66,7 @@ def gaussian_check(chain: str, n: int, steps: int) -> dict:
 
 def digits(name: str, path: str, steps: int | None) -> str:
     from genmodel.data import load_dataset
-    from genmodel.train import load_model
+    from genmodel.runs import load_model
 
     model, process, prior, ck = load_model(path)
     _, heldout = load_dataset(ck["config"]["data"])

@@ -38,8 +38,9 @@ from table1 import DIVERGED, commit, machine  # noqa: E402
 
 from genmodel.data import load_digits  # noqa: E402
 from genmodel.metrics import evaluate_samples, load_classifier  # noqa: E402
+from genmodel.runs import load_model, score_function  # noqa: E402
 from genmodel.sampling import sample  # noqa: E402
-from genmodel.train import _set_threads, load_model, score_function  # noqa: E402
+from genmodel.train import _set_threads  # noqa: E402
 
 SHIPPED = ROOT / "genmodel" / "assets" / "digits16_anisotropic.pt"
 # (name, predictor, steps, corrector steps)

@@ -76,8 +76,9 @@ from genmodel.data import load_digits  # noqa: E402
 from genmodel.distributed import on_device, resolve_device  # noqa: E402
 from genmodel.flow_matching import sample as fm_sample  # noqa: E402
 from genmodel.metrics import evaluate_samples, load_classifier  # noqa: E402
+from genmodel.runs import load_model, make_trainer, score_function  # noqa: E402
 from genmodel.sampling import sample as spde_sample  # noqa: E402
-from genmodel.train import load_config, load_model, make_trainer, score_function  # noqa: E402
+from genmodel.train import load_config  # noqa: E402
 
 METHODS = {
     "ve_sde": {"label": "VE-SDE (pure noise, eq. 13; Song et al. 2021)",
