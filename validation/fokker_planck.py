@@ -104,7 +104,7 @@ THREE_2D = gauss_mix([((-1.2, -0.8), 0.35, 0.4), ((1.0, 0.2), 0.3, 0.35), ((-0.2
 
 
 MODEL_CHOICES = [
-    ("equation", "(FP); kappa = 1 is the paper's (DESIGN.md)",
+    ("equation", "(FP); kappa = 1 is the paper's (reconstructed, see the introduction)",
      "generalised Kaniadakis-Quarati model: Kaniadakis & Quarati, Phys. Rev. E 49 (1994) (gamma = 1, d = 3); "
      "Carrillo, Hopf & Wolfram, Kinet. Relat. Models 13 (2020), eq. (1.1), arXiv:1902.06266; "
      "Carrillo, Hopf & Rodrigo, Adv. Math. 360 (2020) (d = 1)",
@@ -134,7 +134,7 @@ MODEL_CHOICES = [
      "Hutzenthaler, Jentzen & Kloeden, Ann. Appl. Probab. 22 (2012)", "`simulate_particles(..., solver=...)`"),
     ("reverse equation", "score form with frozen coefficients (section 7)",
      "time reversal: Anderson, SPA 12 (1982); Haussmann & Pardoux, Ann. Probab. 14 (1986); score and "
-     "probability flow: Song et al., ICLR 2021 (eq. 6, 13); stabilisation as reconstructed in DESIGN.md",
+     "probability flow: Song et al., ICLR 2021 (eq. 6, 13); stabilisation reconstructed here (section 7)",
      "`ReversePDE`, `ReverseParticleSampler`"),
     ("filtering", "forward for a short horizon, reverse with coefficients frozen at t_min > 0 (section 8)",
      "our reading of the paper's \"density filtering through successive steps\" (its details are not available)",

@@ -1,7 +1,8 @@
 """The generalised Kaniadakis-Quarati Fokker-Planck model (Herty-Tettamanti, reconstructed).
 
-The full text of the second paper is not available; the model is the one ``shared/DESIGN.md``
-reconstructs from the literature:
+Only a summary of the second paper (Herty & Tettamanti, "A PDE-based framework for generative modeling beyond
+classical score-based diffusion") was available, not its equations; the model is reconstructed from that
+summary and the literature below (docs/fokker_planck.md states what is reconstructed):
 
     d_t f = div( sigma grad f + lambda x f (1 + kappa f^gamma) ),   x in R^d,  f >= 0,      (FP)
 

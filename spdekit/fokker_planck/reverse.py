@@ -9,8 +9,8 @@ the law of dX = -lambda X (1 + kappa f^gamma) dt + sqrt(2 sigma) dW. The time re
 and its law g(s) = f(T - s) solves the reverse equation. Written naively, d_s g = -div J_g is a backward heat
 equation (ill-posed). Rewriting the diffusion with the score, sigma grad g = 2 sigma g grad log f - sigma grad g at
 g = f, and FREEZING the coefficients f (score and f^gamma) from the stored forward solution gives the stabilised
-reverse equation (DESIGN.md, "reconstructed"; the device is that of score-based diffusion models, Song et al.,
-ICLR 2021, eq. 6, applied at the PDE level):
+reverse equation (reconstructed, docs/fokker_planck.md section 7; the device is that of score-based diffusion
+models, Song et al., ICLR 2021, eq. 6, applied at the PDE level):
 
     d_s g = div( sigma grad g - g b_rev ),   b_rev = J_f/f + sigma grad log f,    f = f(T - s) given,         (REV)
 
