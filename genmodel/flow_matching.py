@@ -241,16 +241,10 @@ class FlowMatchingTrainer(Trainer):
 
 def load_flow_model(ck: dict):
     """(velocity model with EMA weights, OTPath, None, checkpoint) from a loaded flow-matching checkpoint."""
-    from .checkpoint import CheckpointError, check_architecture, load_state_strict
-    from .networks import UNet, UNetConfig
+    from .checkpoint import load_state_strict
+    from .networks import unet_from_checkpoint
 
-    try:
-        cfg = UNetConfig.from_dict(ck["arch"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"unusable architecture entry: {exc}") from exc
-    net = UNet(cfg)
-    check_architecture(ck, cfg.to_dict(), net.arch_hash)
-    model = VelocityModel(net)
+    model = VelocityModel(unet_from_checkpoint(ck))
     load_state_strict(model, ck["ema"], "EMA")
     model.eval()
     return model, OTPath.from_dict(ck["process"]), None, ck

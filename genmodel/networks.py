@@ -23,6 +23,8 @@ from torch.nn import functional as F
 
 from spdekit.reference import GaussianReference
 
+from .checkpoint import CheckpointError, check_architecture
+
 PARAMETERIZATIONS = ("plain", "reference", "moments")
 MOMENT_GRID = 10  # chain steps between the stored forward-moment corrections
 
@@ -282,6 +284,17 @@ class MLPScoreNet(nn.Module):
     def forward(self, x, c):
         h = torch.cat([x.flatten(1), self.fourier(c)], dim=1)
         return self.mlp(h).reshape((-1,) + self.shape)
+
+
+def unet_from_checkpoint(ck: dict, source: str = "checkpoint") -> UNet:
+    """The (untrained) U-Net of a model checkpoint's architecture entry, checked against the hash it recorded."""
+    try:
+        cfg = UNetConfig.from_dict(ck["arch"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{source}: unusable architecture entry: {exc}") from exc
+    net = UNet(cfg)
+    check_architecture(ck, cfg.to_dict(), net.arch_hash)
+    return net
 
 
 def count_parameters(model: nn.Module) -> int:

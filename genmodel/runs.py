@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoint import CheckpointError, check_architecture, load_checkpoint, load_state_strict
+from .checkpoint import load_checkpoint, load_state_strict
 from .distributed import DistContext
 from .flow_matching import FlowMatchingTrainer, is_flow_matching, load_flow_model
-from .networks import ScoreModel, UNet, UNetConfig
+from .networks import ScoreModel, unet_from_checkpoint
 from .priors import GaussianPrior
 from .processes import SPDEProcess
 from .train import Trainer
@@ -31,12 +31,7 @@ def load_model(path) -> tuple[ScoreModel, SPDEProcess, GaussianPrior | None, dic
     ck = load_checkpoint(path, kind="model")
     if ck.get("method") == "flow_matching" or ck.get("process", {}).get("method") == "flow_matching":
         return load_flow_model(ck)
-    try:
-        cfg = UNetConfig.from_dict(ck["arch"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r}: unusable architecture entry: {exc}") from exc
-    net = UNet(cfg)
-    check_architecture(ck, cfg.to_dict(), net.arch_hash)
+    net = unet_from_checkpoint(ck, repr(str(path)))
     process = SPDEProcess.from_dict(ck["process"])
     sigma_data = float(ck.get("sigma_data", ck.get("config", {}).get("train", {}).get("sigma_data", 0.5)))
     model = ScoreModel.for_process(net, process, sigma_data)

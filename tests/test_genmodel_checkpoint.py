@@ -140,3 +140,17 @@ def test_the_shipped_checkpoints_carry_a_digest_that_catches_damage(tmp_path):
     (tmp_path / "zeroed.pt").write_bytes(data)
     with pytest.raises(CheckpointError, match="zeroed.pt' is damaged"):
         load_checkpoint(tmp_path / "zeroed.pt")
+
+
+def test_the_network_of_a_checkpoint_is_rebuilt_and_checked():
+    """One rebuild for score and velocity models: the architecture entry gives the U-Net, the recorded hash
+    must match it, and a broken entry is a CheckpointError naming the source."""
+    from genmodel.networks import unet_from_checkpoint
+
+    cfg = UNetConfig(in_channels=1, image_size=8, ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=())
+    _, ck = payload(cfg)
+    assert unet_from_checkpoint(ck).cfg == cfg
+    with pytest.raises(CheckpointError, match="^'m.pt': unusable architecture entry"):
+        unet_from_checkpoint(dict(ck, arch={"ch": "eight"}), "'m.pt'")
+    with pytest.raises(CheckpointError):
+        unet_from_checkpoint(dict(ck, arch_hash="0" * 16))
