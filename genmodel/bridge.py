@@ -2,8 +2,12 @@
 
 ``from_torch(t)`` gives a numpy array (CPU tensor) or a cupy array (CUDA tensor) that shares the
 tensor's memory; ``to_torch(x)`` wraps a numpy/cupy array as a tensor without copying. Writes
-through either side are visible on the other. This is how genmodel hands its tensors to the
-spdekit kernels (the numerics live only in spdekit).
+through either side are visible on the other. The chain itself (processes, pools, path targets,
+losses, samplers, priors) does not need them: it passes its tensors to spdekit as they are, and
+spdekit views them the same way (:mod:`spdekit._arrays`) and returns tensors on their device. What
+is left here is for host-side work: ``host_array`` for statistics and tables built once (prior fits,
+Gaussian references), ``numpy_score`` for spdekit's reverse SDE driven with host arrays (the
+likelihood).
 
 Constraints of DLPack: the tensor must not require grad (use ``.detach()``), must be strided
 (dense), and negative strides (numpy views like ``a[::-1]``) cannot be exported.
@@ -51,6 +55,13 @@ def to_torch(x, allow_copy: bool = False) -> torch.Tensor:
     return torch.from_dlpack(x)
 
 
+def host_array(t: torch.Tensor) -> np.ndarray:
+    """A numpy array of ``t``'s values on the host (a view for a contiguous CPU tensor; detached, copied
+    from a GPU), for host-side statistics and tables built once (prior fits, Gaussian references); the
+    chain itself passes its tensors to spdekit as they are."""
+    return from_torch(t.detach().cpu().contiguous())
+
+
 def shares_memory(t: torch.Tensor, x) -> bool:
     """True when tensor ``t`` and array ``x`` start at the same address."""
     ptr = x.__array_interface__["data"][0] if isinstance(x, np.ndarray) else x.data.ptr
@@ -74,4 +85,4 @@ def numpy_score(score_fn):
     return score
 
 
-__all__ = ["from_torch", "to_torch", "shares_memory", "numpy_score"]
+__all__ = ["from_torch", "to_torch", "host_array", "shares_memory", "numpy_score"]

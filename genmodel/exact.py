@@ -47,14 +47,16 @@ class GaussianMixture:
         self.shape = (1,) + self.means[0].shape[-2:]
         self._chol = [np.linalg.cholesky(c) for c in self.covs]
 
-    def sample(self, n: int, rng: np.random.Generator, dtype=torch.float32, return_labels: bool = False):
+    def sample(self, n: int, rng: np.random.Generator, dtype=torch.float32, return_labels: bool = False,
+               device=None):
+        """``n`` exact draws (host numpy, a validation prior), as a tensor on ``device`` (default the CPU)."""
         lab = rng.choice(len(self.weights), size=n, p=self.weights)
         xi = rng.standard_normal((n, self.means[0].size))
         x = np.empty_like(xi)
         for i, (m, L) in enumerate(zip(self.means, self._chol)):
             sel = lab == i
             x[sel] = m.reshape(-1) + xi[sel] @ L.T
-        out = torch.as_tensor(x.reshape((n,) + self.shape), dtype=dtype)
+        out = torch.as_tensor(x.reshape((n,) + self.shape), dtype=dtype).to("cpu" if device is None else device)
         return (out, lab) if return_labels else out
 
     def component_log_densities(self, x) -> np.ndarray:

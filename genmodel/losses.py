@@ -90,33 +90,37 @@ import math
 import numpy as np
 import torch
 
-from .bridge import from_torch, to_torch
 from .processes import SPDEProcess, Transition
 
 LOSSES = ("exact", "transition", "path")
 
 
 class ApplyQ(torch.autograd.Function):
-    """v -> Q v with spdekit's circulant-embedded Q; Q is symmetric so the backward is Q again."""
+    """v -> Q v with spdekit's circulant-embedded Q (on v's device); Q is symmetric so the backward is Q
+    again."""
 
     @staticmethod
     def forward(ctx, v, noise):
         ctx.noise = noise
-        out = noise.apply_Q(from_torch(v.detach().contiguous()))
-        return to_torch(np.ascontiguousarray(out, dtype=from_torch(v.detach()).dtype))
+        return noise.apply_Q(v.detach().contiguous()).to(v.dtype)
 
     @staticmethod
     def backward(ctx, g):
-        out = ctx.noise.apply_Q(from_torch(g.detach().contiguous()))
-        return to_torch(np.ascontiguousarray(out, dtype=from_torch(g.detach()).dtype)), None
+        return ctx.noise.apply_Q(g.detach().contiguous()).to(g.dtype), None
 
 
 def apply_Q(noise, v: torch.Tensor) -> torch.Tensor:
     return v if noise.is_white else ApplyQ.apply(v, noise)
 
 
-def _times(k, dtype) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(k, dtype=np.float64), dtype=dtype)
+def _times(t, like: torch.Tensor) -> torch.Tensor:
+    """Host times (an array) as a tensor of like's dtype on its device."""
+    return torch.as_tensor(np.asarray(t, dtype=np.float64), dtype=like.dtype).to(like.device)
+
+
+def _host_steps(k: torch.Tensor) -> np.ndarray:
+    """A pool's saved step indices (a tensor in the checkpoint) as the host int64 array it keeps."""
+    return np.array(k.tolist(), dtype=np.int64).reshape(tuple(k.shape))
 
 
 def time_draw_probabilities(k, n_steps: int, power: float):
@@ -137,8 +141,8 @@ def check_time_weight_power(power) -> float:
 
 def weighted_dsm_loss(model, process: SPDEProcess, k, u: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean_b lambda_{k_b} |s_theta(t_k, u_b) - target_b|^2 / D, lambda_k = sigma_k^2 (module doc)."""
-    s = model(_times(k * process.dt, u.dtype), u)
-    lam = torch.as_tensor(process.sigma2[k], dtype=u.dtype)
+    s = model(_times(k * process.dt, u), u)
+    lam = _times(process.sigma2[k], u)
     return (lam * (s - target).square().flatten(1).sum(1)).mean() / u[0].numel()
 
 
@@ -156,7 +160,8 @@ class ExactGaussianDSM:
         self.time_weight_power = check_time_weight_power(time_weight_power)
 
     def __call__(self, model, batch: int, rng: np.random.Generator) -> torch.Tensor:
-        u0 = self.data[torch.as_tensor(rng.integers(0, self.data.shape[0], batch))].contiguous()
+        idx = torch.as_tensor(rng.integers(0, self.data.shape[0], batch), device=self.data.device)
+        u0 = self.data[idx].contiguous()
         K = self.process.n_steps
         p = time_draw_probabilities(np.arange(1, K + 1), K, self.time_weight_power)
         k = rng.integers(1, K + 1, batch) if p is None else rng.choice(np.arange(1, K + 1), size=batch, p=p)
@@ -220,12 +225,13 @@ class TransitionPool:
         return rng.choice(self.size, size=min(batch, self.size), replace=False, p=p)
 
     def _fresh(self, n, rng):
-        return self.data[torch.as_tensor(rng.integers(0, self.data.shape[0], n))].to(torch.float32).contiguous()
+        idx = torch.as_tensor(rng.integers(0, self.data.shape[0], n), device=self.data.device)
+        return self.data[idx].to(torch.float32).contiguous()
 
     def _restart_finished(self, rng):
         done = np.nonzero(self.k >= self.process.n_steps)[0]
         if done.size:
-            self.u[torch.as_tensor(done)] = self._fresh(done.size, rng)
+            self.u[torch.as_tensor(done, device=self.u.device)] = self._fresh(done.size, rng)
             self.k[done] = 0
 
     def draw(self, batch: int, rng: np.random.Generator) -> Transition:
@@ -235,7 +241,7 @@ class TransitionPool:
             self._restart_finished(rng)
         tr = self.process.transition(self.k, self.u, rng)
         idx = self._pick(batch, self.k + 1, rng)
-        it = torch.as_tensor(idx)
+        it = torch.as_tensor(idx, device=tr.u.device)
         out = Transition(k=self.k[idx].copy(), u=tr.u[it], mean=tr.mean[it], eps=tr.eps[it])
         self.u = tr.next.contiguous()
         self.k = self.k + 1
@@ -248,8 +254,8 @@ class TransitionPool:
     def load_state_dict(self, d: dict) -> None:
         if tuple(d["u"].shape) != tuple(self.u.shape):
             raise ValueError(f"pool state has shape {tuple(d['u'].shape)}, this pool {tuple(self.u.shape)}")
-        self.u = d["u"].clone().contiguous()
-        self.k = d["k"].numpy().astype(np.int64).copy()
+        self.u = d["u"].to(self.u.device).clone().contiguous()
+        self.k = _host_steps(d["k"])
 
 
 class TransitionDSM:
@@ -273,10 +279,9 @@ class TransitionDSM:
         p = self.process
         spde = p.spde
         k = tr.k
-        dtype = tr.u.dtype
-        t1 = _times((k + 1) * p.dt, dtype)
-        lam = torch.as_tensor(p.sigma2[k + 1], dtype=dtype)
-        a2 = torch.as_tensor(np.asarray(spde.alpha2(k * p.dt)) ** 2, dtype=dtype)[:, None, None, None]
+        t1 = _times((k + 1) * p.dt, tr.u)
+        lam = _times(p.sigma2[k + 1], tr.u)
+        a2 = _times(np.asarray(spde.alpha2(k * p.dt)) ** 2, tr.u)[:, None, None, None]
         up = tr.mean + tr.eps
         if self.antithetic:
             um = tr.mean - tr.eps

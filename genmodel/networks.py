@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from spdekit.reference import GaussianReference
 
+from .bridge import host_array
 from .checkpoint import CheckpointError, check_architecture
 
 PARAMETERIZATIONS = ("plain", "reference", "moments")
@@ -393,8 +394,8 @@ class ScoreModel(nn.Module):
         the variances by the simulated ones; the samplers use the linearised chain, the rest is remainder.)"""
         if self.parameterization == "plain":
             return None
-        return process.gaussian_reference(tuple(self.data_mean_z.shape), self.data_mean_z.detach().cpu().numpy(),
-                                          self.data_var_z.detach().cpu().numpy())
+        return process.gaussian_reference(tuple(self.data_mean_z.shape), host_array(self.data_mean_z),
+                                          host_array(self.data_var_z))
 
     def grid_steps(self) -> np.ndarray:
         """Chain steps at which forward moments are stored: 0, 10, 20, ..., and K."""

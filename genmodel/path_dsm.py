@@ -56,9 +56,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spdekit.spectral import from_modes, to_modes
-
-from .losses import TransitionPool, weighted_dsm_loss
+from . import modes
+from .losses import TransitionPool, _host_steps, weighted_dsm_loss
 from .processes import SPDEProcess
 
 
@@ -74,38 +73,54 @@ def _check(process: SPDEProcess) -> None:
 
 
 class PathTargets:
-    """Forward paths together with the running sum V_k of the module doc (one chain step at a time)."""
+    """Forward paths together with the running sum V_k of the module doc (one chain step at a time).
+
+    V is a float64 tensor in DCT-II mode coordinates on the paths' device; the reference tables are
+    moved there once per device."""
 
     def __init__(self, process: SPDEProcess, shape):
         _check(process)
         self.process = process
         sp = process.spde
         ref = process.gaussian_reference(tuple(shape[-2:]))  # the networks' reference chain
-        self.c = ref.c  # (K+1, H, W)
-        self.f = ref.chain.step_factors  # (K, H, W)
-        self.mu = ref.mu
         t = process.dt * np.arange(process.n_steps)
-        self.a1 = np.asarray(sp.alpha1(t), dtype=np.float64)
-        self.a2sq = np.asarray(sp.alpha2(t), dtype=np.float64) ** 2
+        self._host = {
+            "c": ref.c,  # (K+1, H, W)
+            "f": ref.chain.step_factors,  # (K, H, W)
+            "mu": ref.mu,  # (H, W)
+            "a1": np.asarray(sp.alpha1(t), dtype=np.float64),  # (K,)
+            "a2sq": np.asarray(sp.alpha2(t), dtype=np.float64) ** 2,
+        }
+        self._placed: dict = {}
 
-    def step(self, k: np.ndarray, u: torch.Tensor, V: np.ndarray, rng: np.random.Generator):
+    def _tables(self, device) -> dict:
+        device = torch.device(device)
+        if device not in self._placed:
+            self._placed[device] = {n: torch.as_tensor(a, dtype=torch.float64).to(device)
+                                    for n, a in self._host.items()}
+        return self._placed[device]
+
+    def step(self, k: np.ndarray, u: torch.Tensor, V: torch.Tensor, rng: np.random.Generator):
         """(u_{k+1}, V_{k+1}) from (u_k, V_k) for chains at steps k (B,) < K; V in mode coordinates."""
         p = self.process
+        tab = self._tables(u.device)
+        kt = torch.as_tensor(k, device=u.device)
         tr = p.transition(k, u, rng)
-        inv_s = 1.0 / (p.dt * self.a2sq[k])[:, None, None, None]  # S^{-1} = I / (dt alpha2^2)
-        w = tr.eps * torch.as_tensor(inv_s, dtype=u.dtype)
-        jtw = p.drift_vjp(k, u, w).numpy().astype(np.float64)
-        eps_hat = to_modes(tr.eps.numpy().astype(np.float64), "conservative")
+        inv_s = 1.0 / (p.dt * tab["a2sq"][kt])[:, None, None, None]  # S^{-1} = I / (dt alpha2^2)
+        w = tr.eps * inv_s.to(u.dtype)
+        jtw = p.drift_vjp(k, u, w).to(torch.float64)
+        eps_hat = modes.to_modes(tr.eps.to(torch.float64))
         w_hat = eps_hat * inv_s
-        f = self.f[k][:, None]
-        fc = f * self.c[k][:, None]
-        a1mu = self.a1[k][:, None, None, None] * self.mu
-        V = f * V + eps_hat + fc * p.dt * (a1mu * w_hat - to_modes(jtw, "conservative"))
+        f = tab["f"][kt][:, None]
+        fc = f * tab["c"][kt][:, None]
+        a1mu = tab["a1"][kt][:, None, None, None] * tab["mu"]
+        V = f * V + eps_hat + fc * p.dt * (a1mu * w_hat - modes.to_modes(jtw))
         return tr.next.contiguous(), V
 
-    def target(self, k: np.ndarray, V: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-        """-C_k^{-1} V_k in grid coordinates (k >= 1)."""
-        return torch.as_tensor(from_modes(-V / self.c[k][:, None], "conservative"), dtype=like.dtype)
+    def target(self, k: np.ndarray, V: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """-C_k^{-1} V_k in grid coordinates (k >= 1), in like's dtype on V's device."""
+        c = self._tables(V.device)["c"][torch.as_tensor(k, device=V.device)][:, None]
+        return modes.from_modes(-V / c).to(like.dtype)
 
     def simulate(self, u0: torch.Tensor, k, rng: np.random.Generator):
         """(u_k, V_k) for every image of u0 run to its own step k (int or (B,) array, >= 0); the target is
@@ -115,11 +130,11 @@ class PathTargets:
         if k.min() < 0 or k.max() > self.process.n_steps:
             raise ValueError(f"step indices must lie in [0, K = {self.process.n_steps}]")
         u = u0.detach().to(torch.float32).clone().contiguous()
-        V = np.zeros(tuple(u.shape))
+        V = torch.zeros(tuple(u.shape), dtype=torch.float64, device=u.device)
         for j in range(int(k.max())):
             idx = np.nonzero(k > j)[0]
-            it = torch.as_tensor(idx)
-            un, V[idx] = self.step(np.full(idx.size, j), u[it].contiguous(), V[idx], rng)
+            it = torch.as_tensor(idx, device=u.device)
+            un, V[it] = self.step(np.full(idx.size, j), u[it].contiguous(), V[it], rng)
             u[it] = un
         return u, V
 
@@ -144,22 +159,25 @@ class PathPool(TransitionPool):
             self.k = self.k + 1
         idx = self._pick(batch, self.k, rng)
         k = self.k[idx].copy()
-        return k, self.u[torch.as_tensor(idx)], self.paths.target(k, self.V[idx], self.u)
+        it = torch.as_tensor(idx, device=self.u.device)
+        return k, self.u[it], self.paths.target(k, self.V[it], self.u)
 
     def _restart_finished(self, rng):
         """Chains at K restart from fresh images at k = 0 with V = 0."""
-        self.V[self.k >= self.process.n_steps] = 0.0
+        done = np.nonzero(self.k >= self.process.n_steps)[0]
+        if done.size:
+            self.V[torch.as_tensor(done, device=self.V.device)] = 0.0
         super()._restart_finished(rng)
 
     def state_dict(self) -> dict:
-        return {"u": self.u.clone(), "k": torch.as_tensor(self.k), "V": torch.as_tensor(self.V)}
+        return {"u": self.u.clone(), "k": torch.as_tensor(self.k), "V": self.V.clone()}
 
     def load_state_dict(self, d: dict) -> None:
         if tuple(d["u"].shape) != tuple(self.u.shape) or "V" not in d:
             raise ValueError(f"path-pool state does not match this pool (shape {tuple(self.u.shape)})")
-        self.u = d["u"].clone().contiguous()
-        self.k = d["k"].numpy().astype(np.int64).copy()
-        self.V = d["V"].numpy().astype(np.float64).copy()
+        self.u = d["u"].to(self.u.device).clone().contiguous()
+        self.k = _host_steps(d["k"])
+        self.V = d["V"].to(device=self.u.device, dtype=torch.float64).clone()
 
 
 class PathDSM:

@@ -13,16 +13,14 @@ import numpy as np
 import torch
 
 from spdekit.linear import _psd_factor
-from spdekit.spectral import from_modes, to_modes
+from spdekit.random import NormalsLike
+from spdekit.spectral import to_modes
 
-from .bridge import from_torch
+from . import modes
+from .bridge import host_array
 from .processes import SPDEProcess
 
 FULL_COVARIANCE_MAX = 4096
-
-
-def _np(t):
-    return from_torch(t.detach().contiguous())
 
 
 class GaussianPrior:
@@ -40,6 +38,8 @@ class GaussianPrior:
 
     The covariance is full (over all C*H*W pixels) up to 4096 pixels, otherwise diagonal in the
     per-plane DCT-II basis (an approximation, stated in ``kind``).
+
+    The moments are host tables (numpy, float64), fitted once; :meth:`sample` draws on any device.
     """
 
     def __init__(self, mean: np.ndarray, factor: np.ndarray, kind: str = "full"):
@@ -91,7 +91,7 @@ class GaussianPrior:
         rng = np.random.default_rng(seed)
         if process.is_linear:
             law = process.law(data.shape)
-            x0 = _np(data).astype(np.float64)
+            x0 = host_array(data).astype(np.float64)
             xT = law.mean(x0, law.n_steps)  # A_T u0 per image
             n = x0.shape[0]
             mean = xT.mean(0)
@@ -108,22 +108,33 @@ class GaussianPrior:
         for _ in range(int(replicates)):
             for i in range(0, data.shape[0], batch_size):
                 u0 = data[i:i + batch_size].to(torch.float32).contiguous()
-                outs.append(_np(process.simulate(u0, process.n_steps, rng)).astype(np.float64))
+                outs.append(host_array(process.simulate(u0, process.n_steps, rng)).astype(np.float64))
         return cls.from_samples(np.concatenate(outs))
 
-    def sample(self, n: int, rng: np.random.Generator, dtype=torch.float32) -> torch.Tensor:
-        xi = rng.standard_normal((n, self.mean.size) if self.kind == "full" else (n,) + self.mean.shape)
+    def sample(self, n: int, rng: np.random.Generator, dtype=torch.float32, device=None) -> torch.Tensor:
+        """``n`` draws as a tensor of ``dtype`` on ``device`` (default: the CPU), computed there in float64
+        from Philox normals keyed by ``rng`` (:class:`spdekit.random.NormalsLike`)."""
+        mean, factor = self._tables(device)
+        shape = (n, self.mean.size) if self.kind == "full" else (n,) + self.mean.shape
+        xi = NormalsLike(rng, mean).standard_normal(shape, np.float64)
         if self.kind == "full":
-            x = self.mean.reshape(-1) + xi @ self.factor.T
-            x = x.reshape((n,) + self.mean.shape)
+            x = (mean.reshape(-1) + xi @ factor.T).reshape((n,) + self.mean.shape)
         else:
-            x = self.mean + from_modes(self.factor * xi, "conservative")
-        return torch.as_tensor(x, dtype=dtype)
+            x = mean + modes.from_modes(factor * xi)
+        return x.to(dtype)
+
+    def _tables(self, device):
+        """(mean, factor) as float64 tensors on ``device`` (moved once per device)."""
+        device = torch.device("cpu" if device is None else device)
+        cache = self.__dict__.setdefault("_placed", {})
+        if device not in cache:
+            cache[device] = (torch.as_tensor(self.mean).to(device), torch.as_tensor(self.factor).to(device))
+        return cache[device]
 
     def log_prob(self, x) -> np.ndarray:
         """log density of each image of ``x`` (N, C, H, W) under this Gaussian (nats, float64).
         Refused for a singular covariance (a clipped eigenvalue or a zero mode variance)."""
-        x = np.asarray(torch.as_tensor(x, dtype=torch.float64).detach().cpu())
+        x = host_array(torch.as_tensor(x, dtype=torch.float64))
         n = x.shape[0]
         d = (x - self.mean).reshape(n, -1)
         if self.kind == "full":
@@ -146,7 +157,7 @@ class GaussianPrior:
 
     @classmethod
     def from_state_dict(cls, d: dict) -> GaussianPrior:
-        return cls(d["mean"].numpy(), d["factor"].numpy(), d["kind"])
+        return cls(host_array(d["mean"]), host_array(d["factor"]), d["kind"])
 
 
 __all__ = ["GaussianPrior", "FULL_COVARIANCE_MAX"]

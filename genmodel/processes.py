@@ -6,9 +6,12 @@ Euler-Maruyama (eq. 38-39). Following Section 4.2 this chain IS the forward proc
 what the network learns and what the sampler reverses, so forward and backward live at the same
 level of approximation.
 
-All numerics are spdekit's: every step runs spdekit's kernels on the torch tensors' own memory
-(:mod:`genmodel.bridge`, DLPack, no copy for contiguous CPU tensors). Nothing here re-implements a
-stencil, the g2 field or the noise.
+All numerics are spdekit's: the chain's torch tensors are passed to spdekit as they are (spdekit views
+them through DLPack, computes on their memory and returns tensors on their device,
+:mod:`spdekit._arrays`), so one code path serves CPU and CUDA tensors. The noise is drawn on the
+tensors' device by spdekit's counter-based Philox streams, keyed by the caller's numpy Generator
+(:class:`spdekit.random.NormalsLike`): the generator's state is the whole random state of a run.
+Nothing here re-implements a stencil, the g2 field or the noise.
 
 Linear chains (lambda1 = lambda2 = inf: pure noise eq. 13, heat eq. 17; white or Q-Wiener noise)
 with the untamed EM solver have an exact Gaussian law given u_0 (:mod:`spdekit.linear`):
@@ -27,24 +30,21 @@ import torch
 
 import spdekit
 from spdekit.linear import LinearChain
+from spdekit.random import NormalsLike
 from spdekit.reference import GaussianReference
 from spdekit.simulate import n_steps_for
 from spdekit.solvers import solver_from_dict
 from spdekit.spectral import from_modes, to_modes
 
-from .bridge import from_torch, to_torch
+from . import modes
 from .exact import GaussianDataScore  # noqa: F401  (re-exported: it lived here)
 
 PRESETS = ("paper_anisotropic", "paper_isotropic", "pure_noise", "custom")
 
 
-def _np(t: torch.Tensor):
-    """numpy view of a (detached, contiguous) CPU tensor."""
-    return from_torch(t.detach().contiguous())
-
-
-def _as_tensor(x, like: torch.Tensor):
-    return to_torch(np.ascontiguousarray(x)).to(dtype=like.dtype, device=like.device)
+def _table(x, like: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+    """A host table (numpy) as a tensor on like's device."""
+    return torch.as_tensor(x, dtype=dtype).to(like.device)
 
 
 class SPDEProcess:
@@ -124,47 +124,44 @@ class SPDEProcess:
         k = np.asarray(k)
         return np.full(batch, float(k) * self.dt) if k.ndim == 0 else k.astype(np.float64) * self.dt
 
-    def wiener_increment(self, shape, rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
-        """dW over one chain step: sqrt(dt) times a Q-Wiener field (spdekit's circulant sampler)."""
-        return np.asarray(math.sqrt(self.dt) * self.spde.noise.sample(shape, rng, dtype), dtype=dtype)
+    def wiener_increment(self, like: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """dW over one chain step for states like ``like`` (its shape, dtype and device): sqrt(dt) times a
+        Q-Wiener field (spdekit's circulant sampler) of Philox normals keyed by ``rng``."""
+        normals = NormalsLike(rng, like)
+        return math.sqrt(self.dt) * self.spde.noise.sample(like.shape, normals, normals.dtype)
 
     def drift_step(self, k, u: torch.Tensor) -> torch.Tensor:
         """mu = the deterministic part of one solver step from t_k: u + dt b (tamed: eq. 39)."""
-        un = _np(u)
-        out = torch.empty_like(u)
-        res, _ = self.solver.step(self.spde, self._coeff_t(k, u.shape[0]), un, self.dt, np.zeros_like(un),
-                                  out=_np(out))
-        if res.__array_interface__["data"][0] != out.data_ptr():
-            out.copy_(to_torch(np.ascontiguousarray(res)))
-        return out
+        u = u.detach().contiguous()
+        res, _ = self.solver.step(self.spde, self._coeff_t(k, u.shape[0]), u, self.dt, torch.zeros_like(u))
+        return res
 
     def drift_vjp(self, k, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """J^T w, J = D_u b(t_k, u) the Jacobian of the discretised drift at u (spdekit's adjoint kernel)."""
-        return _as_tensor(self.spde.drift_vjp(self._coeff_t(k, u.shape[0]), _np(u), _np(w.to(u.dtype).contiguous())), u)
+        return self.spde.drift_vjp(self._coeff_t(k, u.shape[0]), u.detach().contiguous(),
+                                   w.detach().to(u.dtype).contiguous())
 
     def diffusion_amplitude(self, k, u: torch.Tensor) -> torch.Tensor:
         """g2(t_k, u) of eq. (37), by spdekit."""
-        return _as_tensor(self.spde.diffusion_amplitude(self._coeff_t(k, u.shape[0]), _np(u)), u)
+        return self.spde.diffusion_amplitude(self._coeff_t(k, u.shape[0]), u.detach().contiguous())
 
     def transition(self, k, u: torch.Tensor, rng: np.random.Generator) -> Transition:
         """The one-step law of the chain from (t_k, u_k): Gaussian with mean mu = u + dt b and
         noise eps = g2(t_k, u_k) dW, dW ~ N(0, dt Q). ``k`` is an int or a (B,) array."""
+        u = u.detach().contiguous()
         mu = self.drift_step(k, u)
-        dW = self.wiener_increment(u.shape, rng, _np(u).dtype)
-        eps = _as_tensor(self.spde.noise_term(self._coeff_t(k, u.shape[0]), _np(u), dW), u)
+        dW = self.wiener_increment(u, rng)
+        eps = self.spde.noise_term(self._coeff_t(k, u.shape[0]), u, dW)
         return Transition(k=np.broadcast_to(np.asarray(k), (u.shape[0],)).copy(), u=u, mean=mu, eps=eps)
 
     def step(self, k, u: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """u_{k+1} from u_k by the solver (spdekit's fused kernel), written into a new tensor."""
-        un = _np(u)
-        dW = self.wiener_increment(u.shape, rng, un.dtype)
-        out = torch.empty_like(u)
-        res, finite = self.solver.step(self.spde, self._coeff_t(k, u.shape[0]), un, self.dt, dW, out=_np(out))
+        """u_{k+1} from u_k by the solver (spdekit's fused kernel), a new tensor on u's device."""
+        u = u.detach().contiguous()
+        dW = self.wiener_increment(u, rng)
+        res, finite = self.solver.step(self.spde, self._coeff_t(k, u.shape[0]), u, self.dt, dW)
         if not finite:
             raise FloatingPointError(f"forward chain became non-finite at step {k}; dt={self.dt} may be unstable")
-        if res.__array_interface__["data"][0] != out.data_ptr():
-            out.copy_(to_torch(np.ascontiguousarray(res)))
-        return out
+        return res
 
     def simulate(self, u0: torch.Tensor, k, rng: np.random.Generator, k0=0) -> torch.Tensor:
         """Run the chain from step ``k0`` to step ``k`` per sample (k: int or (B,) array). Samples
@@ -212,12 +209,12 @@ class SPDEProcess:
         return self._laws[key]
 
     def marginal(self, u0: torch.Tensor, k) -> GaussianMarginal:
-        """The exact Gaussian law of u_k given u_0 (linear chains): mean (like u0) and a
+        """The exact Gaussian law of u_k given u_0 (linear chains): mean (like u0, on its device) and a
         covariance operator acting on each (H, W) plane. ``k``: int or (B,) array."""
         law = self.law(u0.shape)
         k = np.broadcast_to(np.asarray(k, dtype=np.int64), (u0.shape[0],))
-        mean = _as_tensor(law.mean(_np(u0).astype(np.float64), k), u0)
-        return GaussianMarginal(mean=mean, cov=MarginalCovariance(law, k))
+        cov = MarginalCovariance(law, k)
+        return GaussianMarginal(mean=cov.mean(u0), cov=cov)
 
 
 @dataclass
@@ -240,14 +237,16 @@ class GaussianMarginal:
     cov: MarginalCovariance
 
     def sample(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(u_k, score target) with u_k = mean + R xi and target = grad log p(u_k | u_0) = -C^{-1}(u_k - mean)."""
-        noise, target = self.cov.sample_with_target(self.mean.shape, rng)
-        return self.mean + _as_tensor(noise, self.mean), _as_tensor(target, self.mean)
+        """(u_k, score target) with u_k = mean + R xi and target = grad log p(u_k | u_0) = -C^{-1}(u_k - mean),
+        on the mean's device (xi: Philox normals keyed by ``rng``)."""
+        noise, target = self.cov.sample_with_target(self.mean, rng)
+        return self.mean + noise.to(self.mean.dtype), target.to(self.mean.dtype)
 
 
 class MarginalCovariance:
     """Cov[u_k | u_0] of the linear chain for a batch with per-sample step k, acting on each
-    (H, W) plane: ``apply(v)`` = C v, ``solve(v)`` = C^{-1} v, ``sample_with_target``."""
+    (H, W) plane: ``mean(u0)`` = E[u_k | u_0] and ``sample_with_target`` on tensors (on their device);
+    ``apply(v)`` = C v, ``solve(v)`` = C^{-1} v and ``dense(i)`` on host arrays (checks)."""
 
     def __init__(self, law: LinearChain, k: np.ndarray):
         self.law = law
@@ -262,6 +261,7 @@ class MarginalCovariance:
             V, Vinv, _ = law.dense_basis()
             Cz = law.mode_covariances(uk)
             L = np.linalg.cholesky(Cz)
+            self._V, self._Vinv = V, Vinv
             self._R = V[None] @ L  # u - mean = R xi
             self._Tt = np.swapaxes(np.linalg.inv(L), 1, 2)  # L^{-T}
             self._VinvT = Vinv.T
@@ -270,6 +270,35 @@ class MarginalCovariance:
     def _per_sample(self, arr):
         return arr[self._inv]
 
+    # ------------------------------------------------------------------ tensors (the loss)
+    def mean(self, u0: torch.Tensor) -> torch.Tensor:
+        """E[u_k | u_0] = V diag(P_k) V^{-1} u_0 (spdekit.LinearChain.mean), in u0's dtype on its device."""
+        x = u0.detach().to(torch.float64)
+        P = _table(self.law.mean_factors[self.k], x)  # (B, H, W)
+        if self.law.diagonal:  # the conservative DCT-II basis
+            m = modes.from_modes(P[:, None] * modes.to_modes(x))
+        else:
+            B, D = x.shape[0], self.law.size
+            z = x.reshape(B, -1, D) @ _table(self._Vinv, x).T
+            m = (P.reshape(B, 1, D) * z) @ _table(self._V, x).T
+        return m.reshape(u0.shape).to(u0.dtype)
+
+    def sample_with_target(self, like: torch.Tensor, rng: np.random.Generator):
+        """(R xi, -C^{-1} R xi) for xi ~ N(0, I) (Philox normals keyed by ``rng``), float64 tensors of
+        like's shape on its device: the noise of u_k and its DSM target."""
+        xi = NormalsLike(rng, like).standard_normal(tuple(like.shape), np.float64)
+        if self.law.diagonal:
+            sd = _table(np.sqrt(self._per_sample(self._var)), xi)[:, None]
+            return modes.from_modes(sd * xi), -modes.from_modes(xi / sd)
+        B, D = xi.shape[0], self.law.size
+        x = xi.reshape(B, -1, D)
+        noise = torch.einsum("bij,bcj->bci", _table(self._per_sample(self._R), x), x)
+        # C^{-1} R xi = V^{-T} Cz^{-1} V^{-1} V L xi = V^{-T} L^{-T} xi
+        target = -torch.einsum("ij,bcj->bci", _table(self._VinvT, x),
+                               torch.einsum("bij,bcj->bci", _table(self._per_sample(self._Tt), x), x))
+        return noise.reshape(like.shape), target.reshape(like.shape)
+
+    # ------------------------------------------------------------------ host arrays (checks)
     def _planes(self, v):
         v = np.asarray(v, dtype=np.float64)
         B = v.shape[0]
@@ -297,18 +326,6 @@ class MarginalCovariance:
         if self.law.diagonal:
             return self.law.covariance(int(self.k[i]))
         return self._Cpix[self._inv[i]]
-
-    def sample_with_target(self, shape, rng: np.random.Generator):
-        """(R xi, -C^{-1} R xi) for xi ~ N(0, I): the noise of u_k and its DSM target."""
-        xi = rng.standard_normal(shape)
-        if self.law.diagonal:
-            sd = np.sqrt(self._per_sample(self._var))[:, None]
-            return from_modes(sd * xi, "conservative"), -from_modes(xi / sd, "conservative")
-        x, _ = self._planes(xi)
-        noise = np.einsum("bij,bcj->bci", self._per_sample(self._R), x)
-        # C^{-1} R xi = V^{-T} Cz^{-1} V^{-1} V L xi = V^{-T} L^{-T} xi
-        target = -np.einsum("ij,bcj->bci", self._VinvT, np.einsum("bij,bcj->bci", self._per_sample(self._Tt), x))
-        return noise.reshape(shape), target.reshape(shape)
 
 
 __all__ = ["SPDEProcess", "Transition", "GaussianMarginal", "MarginalCovariance", "GaussianDataScore", "PRESETS"]

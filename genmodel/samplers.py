@@ -2,6 +2,10 @@
 
 The reverse chain is spdekit's :class:`spdekit.reverse.ReverseSDE` (eq. 20-22: drift tr D_u Sigma +
 Sigma s - b, noise sigma dW; every piece computed by spdekit on the tensors' memory through DLPack).
+The state is a torch tensor throughout, on the device the caller put it on: the predictors hand it
+to spdekit as it is, spdekit hands it to the score function as a tensor (:func:`reverse_sde`), and
+the noise is drawn there by spdekit's Philox streams keyed by the run's numpy Generator
+(:class:`spdekit.random.NormalsLike`; the corrector's by the run's torch Generator, on that device).
 A run alternates, on a decreasing grid of forward times t_0 > t_1 > ... > t_N = 0,
 
     corrector (``corrector_steps`` times at t_i)  ->  predictor (t_i -> t_{i+1}),
@@ -43,20 +47,13 @@ import numpy as np
 import torch
 
 import spdekit
+from spdekit.random import NormalsLike
 from spdekit.reference import GaussianReference
 
-from .bridge import from_torch, numpy_score, to_torch
+from .bridge import host_array
 
 PREDICTORS = ("em", "exponential", "ode", "exponential_ode")
 CORRECTORS = ("langevin", "none")
-
-
-def _np(t: torch.Tensor):
-    return from_torch(t.detach().contiguous())
-
-
-def _tensor(x, like: torch.Tensor) -> torch.Tensor:
-    return to_torch(np.ascontiguousarray(x, dtype=_np(like).dtype))
 
 
 # ---------------------------------------------------------------------------------------------- grids
@@ -137,12 +134,12 @@ class EulerMaruyamaPredictor(Predictor):
 
     def step(self, rsde, grid, i, u, rng):
         t, delta = float(grid.t[i]), float(grid.delta[i])
-        un = _np(u)
         dW = None
         if i < grid.steps - 1:  # the last step returns the mean
-            dW = math.sqrt(delta) * rsde.spde.noise.sample(un.shape, rng, un.dtype)
-        out, ok = self.solver.step(rsde, t, un, delta, dW)
-        return _tensor(out, u), ok
+            normals = NormalsLike(rng, u)
+            dW = math.sqrt(delta) * rsde.spde.noise.sample(u.shape, normals, normals.dtype)
+        out, ok = self.solver.step(rsde, t, u, delta, dW)
+        return out.to(u.dtype), ok
 
 
 class ExponentialPredictor(Predictor):
@@ -153,10 +150,8 @@ class ExponentialPredictor(Predictor):
     needs_reference = True
 
     def step(self, rsde, grid, i, u, rng):
-        un = _np(u)
-        xi = rng.standard_normal(un.shape)
-        out, ok = rsde.exponential_step(int(grid.k[i]), int(grid.k[i + 1]), un, xi)
-        return _tensor(out, u), ok
+        xi = NormalsLike(rng, u).standard_normal(u.shape, np.float64)
+        return rsde.exponential_step(int(grid.k[i]), int(grid.k[i + 1]), u, xi)
 
 
 class HeunODEPredictor(Predictor):
@@ -173,15 +168,14 @@ class HeunODEPredictor(Predictor):
     def step(self, rsde, grid, i, u, rng):
         t, t1 = float(grid.t[i]), float(grid.t[i + 1])
         h = t - t1
-        un = _np(u)
-        f0 = rsde.probability_flow(t, un)
-        euler = un - h * f0
+        f0 = rsde.probability_flow(t, u)
+        euler = u - h * f0
         if grid.k[i + 1] == 0:
             out = euler
         else:
-            f1 = rsde.probability_flow(t1, euler.astype(un.dtype, copy=False))
-            out = un - (0.5 * h) * (f0 + f1)
-        return _tensor(out, u), bool(np.isfinite(out).all())
+            f1 = rsde.probability_flow(t1, euler.to(u.dtype).contiguous())
+            out = u - (0.5 * h) * (f0 + f1)
+        return out.to(u.dtype), bool(torch.isfinite(out).all())
 
 
 class ExponentialODEPredictor(Predictor):
@@ -192,8 +186,7 @@ class ExponentialODEPredictor(Predictor):
     needs_reference = True
 
     def step(self, rsde, grid, i, u, rng):
-        out, ok = rsde.exponential_flow_step(int(grid.k[i]), int(grid.k[i + 1]), _np(u))
-        return _tensor(out, u), ok
+        return rsde.exponential_flow_step(int(grid.k[i]), int(grid.k[i + 1]), u)
 
 
 PREDICTOR_CLASSES = {c.name: c for c in (EulerMaruyamaPredictor, ExponentialPredictor, HeunODEPredictor,
@@ -229,9 +222,10 @@ class LangevinCorrector:
         self.steps = int(steps)
 
     def step(self, score_fn, t: float, u: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        tt = torch.full((u.shape[0],), t, dtype=u.dtype)
+        """One ULA step; ``gen``: a torch Generator on u's device (its noise)."""
+        tt = torch.full((u.shape[0],), t, dtype=u.dtype, device=u.device)
         s = _check_score(score_fn(tt, u), u, t)
-        z = torch.randn(u.shape, generator=gen, dtype=u.dtype)
+        z = torch.randn(u.shape, generator=gen, dtype=u.dtype, device=u.device)
         s_norm = s.reshape(u.shape[0], -1).norm(dim=-1).mean()
         z_norm = z.reshape(u.shape[0], -1).norm(dim=-1).mean()
         eps = 2.0 * (self.snr * z_norm / s_norm) ** 2
@@ -277,7 +271,7 @@ def gaussian_reference(process, score_fn, reference=None, data=None) -> Gaussian
     getter = _attribute(score_fn, "gaussian_reference")
     ref = getter(process) if getter is not None else None
     if ref is None and data is not None:
-        ref = process.gaussian_reference(None, data=np.asarray(torch.as_tensor(data, dtype=torch.float64)))
+        ref = process.gaussian_reference(None, data=host_array(torch.as_tensor(data, dtype=torch.float64)))
     if ref is None:
         raise ValueError("the exponential predictors need the chain's Gaussian reference: a ScoreModel with "
                          "score_param 'reference' or 'moments', an exact score (genmodel.exact), reference= "
@@ -306,6 +300,18 @@ def reverse_loop(rsde, score_fn, u: torch.Tensor, grid: ReverseGrid, predictor: 
     return u
 
 
+def reverse_sde(process, score_fn, reference=None):
+    """``process``'s reverse SDE (:class:`spdekit.ReverseSDE`) with the score ``score_fn(t, u)`` on the
+    chain's tensors: spdekit calls it with the state as a tensor (on the state's device) and t as a
+    (B,) tensor, here cast to u's dtype; the result is checked and detached (spdekit does not trace)."""
+
+    def score(t, u):
+        return _check_score(score_fn(t.to(u.dtype), u), u, t).detach()
+
+    score.score_fn = score_fn
+    return process.spde.reverse(score, reference)
+
+
 def reverse_run(process, score_fn, u: torch.Tensor, t_start: float, steps: int, predictor="em",
                 corrector="langevin", corrector_steps: int = 1, snr: float = 0.16, rng=None, gen=None,
                 reference=None, data=None, bar=None) -> torch.Tensor:
@@ -317,11 +323,11 @@ def reverse_run(process, score_fn, u: torch.Tensor, t_start: float, steps: int, 
     grid = pred.grid(process, t_start, steps)
     pred.prepare(process, grid)
     ref = gaussian_reference(process, score_fn, reference, data) if pred.needs_reference else None
-    rsde = process.spde.reverse(numpy_score(score_fn), ref)
+    rsde = reverse_sde(process, score_fn, ref)
     return reverse_loop(rsde, score_fn, u.contiguous(), grid, pred, corr, rng, gen, bar)
 
 
 __all__ = ["PREDICTORS", "CORRECTORS", "ReverseGrid", "uniform_grid", "chain_grid", "Predictor",
            "EulerMaruyamaPredictor", "ExponentialPredictor", "HeunODEPredictor", "ExponentialODEPredictor",
            "LangevinCorrector", "NoCorrector", "get_predictor", "get_corrector", "gaussian_reference",
-           "reverse_loop", "reverse_run"]
+           "reverse_sde", "reverse_loop", "reverse_run"]

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from spdekit.spectral import to_modes
 
-from .bridge import from_torch
+from .bridge import host_array
 from .priors import FULL_COVARIANCE_MAX, GaussianPrior  # noqa: F401  (GaussianPrior lived here)
 from .processes import SPDEProcess
 from .samplers import CORRECTORS, PREDICTORS, get_corrector, get_predictor, reverse_run
@@ -24,14 +24,10 @@ from .samplers import CORRECTORS, PREDICTORS, get_corrector, get_predictor, reve
 PRIORS = ("gaussian", "forward")
 
 
-def _np(t):
-    return from_torch(t.detach().contiguous())
-
-
 def sample(process: SPDEProcess, score_fn, n: int, steps: int | None = None, corrector_steps: int = 1,
            snr: float = 0.16, prior="gaussian", data=None, prior_stats=None, seed=None,
            batch_size: int | None = None, dtype=torch.float32, progress: bool = False, predictor: str = "em",
-           corrector: str = "langevin", reference=None) -> torch.Tensor:
+           corrector: str = "langevin", reference=None, device=None) -> torch.Tensor:
     """Generate ``n`` samples by the predictor-corrector scheme (Algorithm 3.1).
 
     Parameters
@@ -47,11 +43,12 @@ def sample(process: SPDEProcess, score_fn, n: int, steps: int | None = None, cor
     prior : "gaussian" (moment-matched Gaussian of U_T from ``prior_stats`` (a
         :class:`GaussianPrior`, e.g. stored with a model) or fitted from ``data``), "forward" (the
         chain run to T from images drawn from ``data``), or a prior object with
-        ``sample(n, rng, dtype)`` (a :class:`GaussianPrior`, :class:`genmodel.exact.GaussianMixture`).
+        ``sample(n, rng, dtype, device)`` (a :class:`GaussianPrior`, :class:`genmodel.exact.GaussianMixture`).
     reference : the chain's :class:`spdekit.GaussianReference` for the exponential predictors (default:
         the score function's own, or one fitted to ``data``).
     seed : seed for all randomness (prior, predictor noise, corrector noise).
     batch_size : generate in chunks of this size (each chunk seeded from ``seed``).
+    device : where the chain runs (its state, its noise; default the CPU): ``score_fn`` gets tensors there.
     """
     if not isinstance(prior, str):
         if not callable(getattr(prior, "sample", None)):
@@ -79,6 +76,7 @@ def sample(process: SPDEProcess, score_fn, n: int, steps: int | None = None, cor
     if prior == "forward" and data is None:
         raise ValueError("prior='forward' needs data= (training images to run the forward chain from)")
 
+    device = torch.device("cpu" if device is None else device)
     ss = np.random.SeedSequence(seed)
     batch_size = n if batch_size is None else int(batch_size)
     chunks = []
@@ -86,12 +84,12 @@ def sample(process: SPDEProcess, score_fn, n: int, steps: int | None = None, cor
         for start, child in zip(range(0, n, batch_size), ss.spawn(math.ceil(n / batch_size))):
             m = min(batch_size, n - start)
             rng = np.random.default_rng(child)
-            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            gen = torch.Generator(device).manual_seed(int(rng.integers(2**62)))
             if prior == "gaussian":
-                u = prior_stats.sample(m, rng, dtype)
+                u = prior_stats.sample(m, rng, dtype, device=device)
             else:
-                idx = rng.integers(0, data.shape[0], m)
-                u = process.simulate(data[idx].to(dtype).contiguous(), process.n_steps, rng)
+                idx = torch.as_tensor(rng.integers(0, data.shape[0], m))
+                u = process.simulate(data[idx].to(device=device, dtype=dtype).contiguous(), process.n_steps, rng)
             chunks.append(reverse_run(process, score_fn, u, process.T, steps, pred, corr, rng=rng, gen=gen,
                                       reference=reference, data=data, bar=bar))
     return torch.cat(chunks)
@@ -114,7 +112,8 @@ def residual_dependence(process: SPDEProcess, data, seed=0, batch_size: int = 10
     rng = np.random.default_rng(seed)
     runs = []
     for _ in range(2):
-        outs = [_np(process.simulate(data[i:i + batch_size].contiguous(), process.n_steps, rng)).astype(np.float64)
+        outs = [host_array(process.simulate(data[i:i + batch_size].contiguous(), process.n_steps, rng)).astype(
+            np.float64)
                 for i in range(0, data.shape[0], batch_size)]
         runs.append(np.concatenate(outs))
     x1, x2 = runs
@@ -127,7 +126,7 @@ def residual_dependence(process: SPDEProcess, data, seed=0, batch_size: int = 10
            "n": int(data.shape[0])}
     if process.is_linear:
         law = process.law(data.shape)
-        xT = law.mean(_np(data).astype(np.float64), law.n_steps)
+        xT = law.mean(host_array(data).astype(np.float64), law.n_steps)
         d = (xT - xT.mean(0)).reshape(xT.shape[0], -1)
         ex = (d**2).sum() / max(d.shape[0] - 1, 1)
         if law.diagonal:

@@ -8,7 +8,9 @@ sigma(t, u) = diag(g2(t, u)) (eq. 8, 37), the time reversal (Haussmann & Pardoux
     Sigma = (sigma Q^{1/2})(sigma Q^{1/2})^* = diag(g2) Q diag(g2)                     (22)
 
 and s = grad log p_t the score. The functions here take the FORWARD time t (the caller maps
-reverse time tau to t = T - tau) and work on numpy arrays of shape (H, W) or (B, C, H, W).
+reverse time tau to t = T - tau) and work on arrays of shape (H, W) or (B, C, H, W): numpy, cupy or
+any DLPack array (a torch tensor: viewed without a copy, results come back in its own type on its
+device, :mod:`spdekit._arrays`).
 
 The divergence term, component i: (tr D_u Sigma)_i = sum_j d/du_j Sigma_ij. With
 Sigma_ij = g2_i Q_ij g2_j and g2_j independent of u_j (eq. 37 uses the central differences
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._arrays import as_native
 from ._checks import array_module
 from .backends.numpy_backend import _central, taming_factor
 from .grid import as_batch
@@ -42,8 +45,10 @@ from .spectral import from_modes, to_modes
 def apply_sigma(spde, t, u, v, backend: str = "auto"):
     """Sigma(t, u) v = g2 * Q(g2 * v) (eq. 22), with Q applied by circulant embedding (exact
     unless the embedding had to be clipped; see :mod:`spdekit.noise`)."""
+    u, back = as_native(u)
+    v, _ = as_native(v)
     g2 = spde.diffusion_amplitude(t, u, backend)
-    return g2 * spde.noise.apply_Q(g2 * v)
+    return back(g2 * spde.noise.apply_Q(g2 * v))
 
 
 def sigma_divergence(spde, t, u, backend: str = "auto", g2=None):
@@ -51,9 +56,10 @@ def sigma_divergence(spde, t, u, backend: str = "auto", g2=None):
 
     Returns an array like u. Exactly zero (returned without computation) for white noise or
     lambda2 = inf. ``g2``: the field g2(t, u) when the caller has it already."""
+    u, back = as_native(u)
     xp = array_module(u)
     if spde.noise.is_white or spde.is_additive:
-        return xp.zeros_like(u)
+        return back(xp.zeros_like(u))
     ub, restore = as_batch(u)
     h = spde.spacing
     c = spde.coefficients(t, ub.shape[0])
@@ -73,16 +79,19 @@ def sigma_divergence(spde, t, u, backend: str = "auto", g2=None):
     diff_x = gp[..., 1:-1, 2:] - gp[..., 1:-1, :-2]
     diff_y = gp[..., 2:, 1:-1] - gp[..., :-2, 1:-1]
     div = -w * (dx * qx * diff_x + dy * qy * diff_y)
-    return restore(div.astype(u.dtype, copy=False))
+    return back(restore(div.astype(u.dtype, copy=False)))
 
 
 def reverse_drift(spde, t, u, score, backend: str = "auto"):
     """bbar of eq. (20) at FORWARD time t: tr D_u Sigma(t, u) + Sigma(t, u) score - b(t, u)."""
-    return sigma_divergence(spde, t, u, backend) + apply_sigma(spde, t, u, score, backend) - spde.drift(t, u, backend)
+    u, back = as_native(u)
+    score, _ = as_native(score)
+    return back(sigma_divergence(spde, t, u, backend) + apply_sigma(spde, t, u, score, backend)
+                - spde.drift(t, u, backend))
 
 
 def dense_sigma(spde, t, u):
-    """Sigma(t, u) as a dense (D, D) matrix for one (H, W) state (tests and tiny grids)."""
+    """Sigma(t, u) as a dense (D, D) matrix for one (H, W) numpy state (tests and tiny grids)."""
     if u.ndim != 2:
         raise ValueError(f"dense_sigma takes one (H, W) state, got shape {u.shape}")
     g = spde.diffusion_amplitude(t, u, "numpy").reshape(-1)
@@ -95,7 +104,10 @@ class ReverseSDE:
     As in score_sde, times are the FORWARD times t of the chain: a step of size dt goes from t to
     t - dt (reverse time T - t grows by dt). ``score(t, u)`` is the score of the forward chain's
     marginal at forward time t: a callable taking t as a (B,) float64 array and u as a (B, C, H, W)
-    host array, returning an array like u (genmodel passes its networks through DLPack).
+    array, both in the array type of the state passed to the step (numpy arrays for numpy states, torch
+    tensors on the tensor's device for torch states: genmodel hands its networks over this way),
+    returning an array of that type like u. Every step takes and returns states of any of the types
+    of :func:`spdekit._arrays.as_native`, computing on a zero-copy numpy (host) or cupy (GPU) view.
     ``reference``: the chain's :class:`spdekit.reference.GaussianReference`, needed by the
     exponential steps. Built by :meth:`spdekit.AnisotropicSPDE.reverse`.
 
@@ -145,29 +157,38 @@ class ReverseSDE:
         self.score = score
         self.reference = reference
 
-    # ------------------------------------------------------------------ pieces
+    # ------------------------------------------------------------------ pieces (native arrays inside)
     @staticmethod
     def _times(t, batch: int) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
         return np.full(batch, float(t)) if t.ndim == 0 else t
 
-    def score_at(self, t, u):
-        """The score at forward time t (scalar or (B,)), checked: an array of u's shape and dtype."""
-        s = self.score(self._times(t, u.shape[0]), u)
-        if getattr(s, "shape", None) != u.shape:
+    def _score(self, t, u, back):
+        """The score at forward time t for the native state u, called in the caller's array type
+        (``back``: the way back from :func:`as_native`); returned native, of u's dtype."""
+        xp = array_module(u)
+        s = self.score(back(xp.asarray(self._times(t, u.shape[0]))), back(u))
+        if getattr(s, "shape", None) is None or tuple(s.shape) != tuple(u.shape):
             raise ValueError(f"the score must have the shape of u {tuple(u.shape)}, got "
                              f"{getattr(s, 'shape', type(s).__name__)}")
+        s, _ = as_native(s)
         return s.astype(u.dtype, copy=False)
 
+    def score_at(self, t, u):
+        """The score at forward time t (scalar or (B,)), checked: an array of u's shape, dtype and type."""
+        u, back = as_native(u)
+        return back(self._score(t, u, back))
+
     def _bbar(self, t, u, s, g2, backend):
-        """tr D_u Sigma + Sigma s - b at coefficient time t, with g2 = g2(t, u) given."""
+        """tr D_u Sigma + Sigma s - b at coefficient time t, with g2 = g2(t, u) given (native arrays)."""
         div = sigma_divergence(self.spde, t, u, backend, g2=g2)
         return div + g2 * self.spde.noise.apply_Q(g2 * s) - self.spde.drift(t, u, backend)
 
     def drift(self, t, u, s=None, backend: str = "auto"):
         """bbar(t, u) of eq. (20), score and coefficients at forward time t (``s``: the score, if known)."""
-        s = self.score_at(t, u) if s is None else s
-        return self._bbar(t, u, s, self.spde.diffusion_amplitude(t, u, backend), backend)
+        u, back = as_native(u)
+        s = self._score(t, u, back) if s is None else as_native(s)[0]
+        return back(self._bbar(t, u, s, self.spde.diffusion_amplitude(t, u, backend), backend))
 
     def noise_term(self, t, u, dW, backend: str = "auto"):
         """sigma(t, u) dW = g2(t, u) dW."""
@@ -179,15 +200,18 @@ class ReverseSDE:
         DISCRETISED chain's flow: plus :meth:`ChainFlow.correction` (the chain decays
         a mode by f = 1 + dt alpha1 mu per step, not by exp(dt alpha1 mu); without the correction the
         ODE does not carry the chain's marginals: :mod:`spdekit.reference`)."""
-        s = self.score_at(t, u) if s is None else s
+        u, back = as_native(u)
+        s = self._score(t, u, back) if s is None else as_native(s)[0]
+        return back(self._flow(t, u, s, backend))
+
+    def _flow(self, t, u, s, backend):
         g2 = self.spde.diffusion_amplitude(t, u, backend)
         half = sigma_divergence(self.spde, t, u, backend, g2=g2) + g2 * self.spde.noise.apply_Q(g2 * s)
         f = self.spde.drift(t, u, backend) - 0.5 * half
         if self.reference is None:
             return f
-        corr = self.reference.chain_flow.correction(self._chain_step(t), np.asarray(u, dtype=np.float64),
-                                                    np.asarray(s, dtype=np.float64))
-        return (f + corr).astype(u.dtype, copy=False)
+        corr = self.reference.chain_flow.correction(self._chain_step(t), u.astype(np.float64), s.astype(np.float64))
+        return (f + array_module(u).asarray(corr)).astype(u.dtype, copy=False)
 
     def _chain_step(self, t) -> int:
         ref = self._reference()
@@ -202,18 +226,20 @@ class ReverseSDE:
     # ------------------------------------------------------------------ steps
     def em_step(self, t, u, dt, dW, taming=None, backend: str = "auto", **_):
         """One (tamed) Euler-Maruyama step from t to t - dt (class doc); returns (u_next, all_finite)."""
-        s = self.score_at(t, u)
+        u, back = as_native(u)
+        xp = array_module(u)
+        s = self._score(t, u, back)
         tc = np.maximum(np.asarray(t, dtype=np.float64) - dt, 0.0)
         g2 = self.spde.diffusion_amplitude(tc, u, backend)
         bbar = self._bbar(tc, u, s, g2, backend)
         if taming is None:
             out = u + dt * bbar
         else:
-            factor = taming_factor(bbar, dt, taming).reshape((-1,) + (1,) * (u.ndim - 1))
+            factor = xp.asarray(taming_factor(bbar, dt, taming)).reshape((-1,) + (1,) * (u.ndim - 1))
             out = u + factor.astype(u.dtype) * bbar
         if dW is not None:
-            out = out + g2 * dW
-        return out, bool(np.isfinite(out).all())
+            out = out + g2 * as_native(dW)[0]
+        return back(out), bool(xp.isfinite(out).all())
 
     def _reference(self):
         if self.reference is None:
@@ -232,32 +258,34 @@ class ReverseSDE:
         """Exponential-integrator step of the reverse SDE from chain step k to j < k (class doc).
         ``xi``: standard normal draws like u (None: no noise). Returns (u_j, all_finite)."""
         ref, t, h = self._chain_time(k, j)
-        s = self.score_at(t, u)
-        bbar = self.drift(t, u, s, backend)
-        z = to_modes(np.asarray(u, dtype=np.float64), "conservative")
-        R = to_modes(np.asarray(bbar, dtype=np.float64), "conservative") - ref.reverse_drift_modes(
-            t, z, ref.score_modes(k, z))
-        mj, G, mk, rho = ref.reverse_kernel(k, j)
-        w = h * np.where(G > 0, phi1(np.log(np.where(G > 0, G, 1.0))), 1.0)
+        u, back = as_native(u)
+        xp = array_module(u)
+        s = self._score(t, u, back)
+        bbar = self._bbar(t, u, s, self.spde.diffusion_amplitude(t, u, backend), backend)
+        z = to_modes(u.astype(np.float64), "conservative")
+        R = to_modes(bbar.astype(np.float64), "conservative") - ref.reverse_drift_modes(t, z, ref.score_modes(k, z))
+        mj, G, mk, rho = (xp.asarray(a) for a in ref.reverse_kernel(k, j))
+        w = h * xp.where(G > 0, phi1(xp.log(xp.where(G > 0, G, 1.0))), 1.0)
         zj = mj + G * (z - mk) + w * R
         if xi is not None:
-            zj = zj + np.sqrt(rho) * xi
+            zj = zj + xp.sqrt(rho) * as_native(xi)[0]
         out = from_modes(zj, "conservative").astype(u.dtype)
-        return out, bool(np.isfinite(out).all())
+        return back(out), bool(xp.isfinite(out).all())
 
     def exponential_flow_step(self, k: int, j: int, u, backend: str = "auto"):
         """Exponential step of the probability-flow ODE from chain step k to j < k (class doc)."""
         ref, t, h = self._chain_time(k, j)
-        s = self.score_at(t, u)
-        f = self.probability_flow(t, u, s, backend)
-        z = to_modes(np.asarray(u, dtype=np.float64), "conservative")
+        u, back = as_native(u)
+        xp = array_module(u)
+        s = self._score(t, u, back)
+        f = self._flow(t, u, s, backend)
+        z = to_modes(u.astype(np.float64), "conservative")
         # reverse-time drifts: -f and -f_ref
-        R = ref.flow_drift_modes(k, z, ref.score_modes(k, z)) - to_modes(np.asarray(f, dtype=np.float64),
-                                                                          "conservative")
-        mj, r, mk = ref.flow_map(k, j)
-        zj = mj + r * (z - mk) + h * phi1(np.log(r)) * R
+        R = ref.flow_drift_modes(k, z, ref.score_modes(k, z)) - to_modes(f.astype(np.float64), "conservative")
+        mj, r, mk = (xp.asarray(a) for a in ref.flow_map(k, j))
+        zj = mj + r * (z - mk) + h * phi1(xp.log(r)) * R
         out = from_modes(zj, "conservative").astype(u.dtype)
-        return out, bool(np.isfinite(out).all())
+        return back(out), bool(xp.isfinite(out).all())
 
 
 __all__ = ["ReverseSDE", "apply_sigma", "dense_sigma", "reverse_drift", "sigma_divergence"]

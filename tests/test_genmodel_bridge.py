@@ -47,13 +47,15 @@ def test_strided_views_and_refusals():
 
 
 def test_spdekit_kernel_writes_into_the_tensor():
-    """SPDEProcess.step hands the output tensor's memory to spdekit's fused kernel (out=), and the
-    result equals spdekit's own step on a numpy copy."""
+    """SPDEProcess.step hands its tensors to spdekit as they are and gets a tensor back, equal to
+    spdekit's own step on a numpy copy; spdekit's fused kernel writes into a tensor's memory handed
+    over by DLPack as out= (no copy back)."""
     spde = spdekit.AnisotropicSPDE.paper_anisotropic(8, 1.0)
     p = SPDEProcess(spde, 1.0, 1e-3)
     u = torch.randn(3, 1, 8, 8)
     out = p.step(0, u, np.random.default_rng(0))
-    dW = p.wiener_increment(u.shape, np.random.default_rng(0), np.float32)
+    assert isinstance(out, torch.Tensor) and out.dtype == u.dtype
+    dW = p.wiener_increment(u, np.random.default_rng(0)).numpy()
     ref, _ = spdekit.EulerMaruyama().step(spde, np.zeros(3), u.numpy().copy(), 1e-3, dW, backend="numpy")
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-6)
     # the fused numba kernel returned a view of the tensor we handed it (no copy back)

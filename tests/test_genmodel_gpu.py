@@ -102,3 +102,23 @@ def test_resume_on_the_gpu_continues_the_run(tmp_path):
     wa, wc = a.model.state_dict(), c.model.state_dict()
     for k in wa:
         torch.testing.assert_close(wc[k], wa[k], rtol=0, atol=2e-5, msg=k)
+
+
+def test_the_chain_runs_on_the_gpu_and_matches_the_host_run(trained):
+    """The single code path on CUDA tensors (issue 25, item 1): the prior, the chain's state and its noise on
+    the device, spdekit computing on cupy views of the tensors. Philox draws the same numbers on the host and
+    on the GPU, so with the em predictor and no corrector (the corrector's torch generator is per device) the
+    run equals the CPU one up to the network's and the kernels' rounding."""
+    pytest.importorskip("cupy")
+    from genmodel import sample
+
+    _, out = trained
+    model, process, prior, _ = load_model(out / "model.pt")
+    xs = {}
+    for device in ("cuda", "cpu"):
+        net = model.to(device)
+        with torch.no_grad():
+            xs[device] = sample(process, score_function(net), 4, steps=5, corrector="none", prior=prior, seed=3,
+                                device=device)
+        assert xs[device].device.type == device
+    torch.testing.assert_close(xs["cuda"].cpu(), xs["cpu"], rtol=2e-3, atol=2e-3)

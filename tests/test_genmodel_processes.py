@@ -1,5 +1,7 @@
 """genmodel.SPDEProcess: the discretised chain through spdekit, its exact law for linear cases."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 import spdekit
 from genmodel import GaussianDataScore, SPDEProcess
 from spdekit import schedules as S
+from spdekit.random import NormalsLike
 
 
 def heat_process(stencil="conservative", ell=0.0, T=0.2, dt=0.01):
@@ -15,13 +18,16 @@ def heat_process(stencil="conservative", ell=0.0, T=0.2, dt=0.01):
 
 
 def test_simulate_is_spdekit_simulate():
-    """Same seed, same path: the process runs spdekit's own chain (no re-implementation)."""
+    """Same increments, same path: the process runs spdekit's own chain (no re-implementation); its
+    increments are sqrt(dt) Q^{1/2} xi with xi Philox normals keyed by the generator, one key per step."""
     spde = spdekit.AnisotropicSPDE.paper_anisotropic(8, 0.1)
     p = SPDEProcess(spde, 0.1, 1e-3)
     u0 = torch.rand(4, 1, 8, 8) * 2 - 1
     got = p.simulate(u0, p.n_steps, np.random.default_rng(7))
-    ref = spdekit.simulate(spde, u0.numpy().copy(), 0.0, 0.1, 1e-3, solver=spdekit.EulerMaruyama(),
-                          seed=np.random.default_rng(7))
+    g = np.random.default_rng(7)
+    dW = np.stack([math.sqrt(p.dt) * spde.noise.sample(u0.shape, NormalsLike(g), np.float32)
+                   for _ in range(p.n_steps)])
+    ref = spdekit.simulate(spde, u0.numpy().copy(), 0.0, 0.1, 1e-3, solver=spdekit.EulerMaruyama(), brownian=dW)
     np.testing.assert_allclose(got.numpy(), ref.states[-1], rtol=1e-6, atol=1e-6)
 
 
@@ -70,7 +76,7 @@ def test_transition_is_one_chain_step():
     u = torch.randn(4, 1, 8, 8)
     k = np.array([0, 3, 50, 99])
     tr = p.transition(k, u, np.random.default_rng(3))
-    dW = p.wiener_increment(u.shape, np.random.default_rng(3), np.float32)
+    dW = p.wiener_increment(u, np.random.default_rng(3)).numpy()
     ref, _ = p.solver.step(spde, k * p.dt, u.numpy().copy(), p.dt, dW, backend="numpy")
     np.testing.assert_allclose(tr.next.numpy(), ref, rtol=1e-5, atol=1e-5)
 

@@ -19,10 +19,11 @@ import torch
 import genmodel.samplers as samplers
 import spdekit
 from genmodel import GaussianPrior, SPDEProcess, sample
-from genmodel.bridge import from_torch, numpy_score, to_torch
+from genmodel.bridge import from_torch, to_torch
 from genmodel.exact import GaussianDataScore
 from genmodel.stroke import sdedit_spde
 from spdekit.linear import LinearChain, _basis_matrices
+from spdekit.random import NormalsLike
 from spdekit.reference import ChainFlow
 from spdekit.reverse import reverse_drift
 from spdekit.spectral import from_modes, laplacian_eigenvalues, to_modes
@@ -49,7 +50,8 @@ def _old_predictor(process, score_fn, t, delta, u, rng, add_noise=True):
     bbar = reverse_drift(spde, t_coef, un, from_torch(s.detach().contiguous()))
     out = un + delta * bbar
     if add_noise:
-        dW = math.sqrt(delta) * spde.noise.sample(un.shape, rng, un.dtype)
+        # the chain's noise: Philox normals keyed by rng (spdekit.random.NormalsLike), as the predictor draws it
+        dW = math.sqrt(delta) * spde.noise.sample(un.shape, NormalsLike(rng, un), un.dtype)
         out = out + spde.noise_term(t_coef, un, dW)
     return to_torch(np.ascontiguousarray(out, dtype=un.dtype))
 
@@ -165,7 +167,7 @@ def test_each_predictor_is_its_closed_form_on_independent_modes():
     ref = score.gaussian_reference()
     np.testing.assert_allclose(ref.mean_z[0], m_z, atol=1e-12)
     np.testing.assert_allclose(ref.var_z[0], v_z, rtol=1e-10)
-    rsde = p.spde.reverse(numpy_score(score), ref)
+    rsde = samplers.reverse_sde(p, score, ref)  # tensors in, tensors out (the samplers' reverse SDE)
     g = np.random.default_rng(0)
     u = torch.as_tensor(g.normal(0, 0.5, (4, 1, H1, H1)))
     z = to_modes(u.numpy(), "conservative")
@@ -181,13 +183,13 @@ def test_each_predictor_is_its_closed_form_on_independent_modes():
     G = A * V(j) / V(k)
     xi = g.standard_normal(u.shape)
     want = P[j] * m_z + G * (z - P[k] * m_z) + np.sqrt(V(j) * cjk / V(k)) * xi
-    got, ok = rsde.exponential_step(k, j, u.numpy(), xi)
-    assert ok
-    np.testing.assert_allclose(to_modes(got, "conservative"), want, atol=1e-12)
+    got, ok = rsde.exponential_step(k, j, u, torch.as_tensor(xi))
+    assert ok and isinstance(got, torch.Tensor)
+    np.testing.assert_allclose(to_modes(got.numpy(), "conservative"), want, atol=1e-12)
 
     # exponential ODE: the flow map sqrt(V_j / V_k)
     want = P[j] * m_z + np.sqrt(V(j) / V(k)) * (z - P[k] * m_z)
-    np.testing.assert_allclose(to_modes(rsde.exponential_flow_step(k, j, u.numpy())[0], "conservative"), want,
+    np.testing.assert_allclose(to_modes(rsde.exponential_flow_step(k, j, u)[0].numpy(), "conservative"), want,
                                atol=1e-12)
 
     # em: z + h (alpha2(t')^2 s(t) - alpha1(t') mu z) + alpha2(t') dW, t' = t - h (the target-time pairing)
@@ -196,8 +198,8 @@ def test_each_predictor_is_its_closed_form_on_independent_modes():
     dW = g.standard_normal(u.shape) * math.sqrt(h)
     al1, al2 = float(p.spde.alpha1(tc)), float(p.spde.alpha2(tc))
     want = z + h * (al2**2 * s_z(k, z) - al1 * mu * z) + al2 * to_modes(dW, "conservative")
-    got, _ = spdekit.EulerMaruyama().step(rsde, tk, u.numpy(), h, dW)
-    np.testing.assert_allclose(to_modes(got, "conservative"), want, atol=1e-12)
+    got, _ = spdekit.EulerMaruyama().step(rsde, tk, u, h, torch.as_tensor(dW))
+    np.testing.assert_allclose(to_modes(got.numpy(), "conservative"), want, atol=1e-12)
 
     # ode (Heun) on the chain's interpolation: drift -abar z - sigma2bar s / 2 with the rates of the
     # steps on either side of the chain time, a = -log f / dt, sigma^2 = 2 a dt alpha2^2 / (1 - f^2)

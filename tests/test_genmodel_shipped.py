@@ -11,9 +11,8 @@ import numpy as np
 import torch
 
 import genmodel
-from genmodel.bridge import numpy_score
 from genmodel.runs import load_model, score_function
-from genmodel.samplers import EulerMaruyamaPredictor, ExponentialPredictor, gaussian_reference
+from genmodel.samplers import EulerMaruyamaPredictor, ExponentialPredictor, gaussian_reference, reverse_sde
 from genmodel.train import load_config
 
 ASSET = Path(genmodel.__file__).parent / "assets" / "digits16_anisotropic.pt"
@@ -40,7 +39,7 @@ def test_shipped_model_is_the_paper_preset_and_samples():
         s = score(torch.full((4,), t), u)
         assert s.shape == u.shape and torch.isfinite(s).all()
     # 264 steps: within the stability bound h^2 / (4 max alpha1) with 3% margin (em)
-    rsde = process.spde.reverse(numpy_score(score), gaussian_reference(process, score))
+    rsde = reverse_sde(process, score, gaussian_reference(process, score))
     for pred in (EulerMaruyamaPredictor(), ExponentialPredictor()):
         grid = pred.grid(process, process.T, 264)
         v = u

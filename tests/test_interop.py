@@ -61,3 +61,32 @@ def test_tensor_requiring_grad_gives_a_clear_error():
 def test_unknown_array_type():
     with pytest.raises(TypeError, match="expected a numpy, cupy or DLPack-capable array, got builtins.list"):
         sk.AnisotropicSPDE.paper_anisotropic(16).drift(0.1, [[0.0] * 16] * 16)
+
+
+def test_reverse_sde_steps_take_and_give_torch_tensors():
+    """spdekit.ReverseSDE on torch states: the score is called with tensors (t as float64), every step
+    returns tensors, equal to the same steps on numpy states with a numpy score."""
+    from spdekit.reference import GaussianReference
+
+    spde = sk.AnisotropicSPDE.paper_isotropic(6, 1.0, stencil="conservative", correlation_length=1.0)
+    ref = GaussianReference(spde, (1, 6, 6), 0.01, 100, 0.1, 0.5)
+    seen = []
+
+    def score(t, u):
+        seen.append((type(t), type(u)))
+        return -u * (1.0 + t[:, None, None, None])
+
+    u_np = np.random.default_rng(0).standard_normal((3, 1, 6, 6))
+    xi = np.random.default_rng(1).standard_normal(u_np.shape)
+    u_t, xi_t = torch.from_numpy(u_np.copy()), torch.from_numpy(xi.copy())
+    rs = spde.reverse(score, ref)
+    pairs = [(rs.em_step(0.5, u_t, 0.01, xi_t), rs.em_step(0.5, u_np, 0.01, xi)),
+             (rs.exponential_step(50, 40, u_t, xi_t), rs.exponential_step(50, 40, u_np, xi)),
+             (rs.exponential_flow_step(50, 40, u_t), rs.exponential_flow_step(50, 40, u_np)),
+             ((rs.probability_flow(0.5, u_t), True), (rs.probability_flow(0.5, u_np), True)),
+             ((rs.drift(0.5, u_t), True), (rs.drift(0.5, u_np), True))]
+    for (got, ok_t), (want, ok_n) in pairs:
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.float64 and ok_t == ok_n
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert (torch.Tensor, torch.Tensor) in seen and (np.ndarray, np.ndarray) in seen
+    assert all(a is b for a, b in seen)

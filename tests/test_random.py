@@ -141,3 +141,30 @@ def test_scaled_draw_is_the_draw_times_the_scale(dtype):
         ref = b.standard_normal(buf.shape, dtype) * dtype(0.03125 * 3)
         assert got is buf and got.dtype == dtype
         np.testing.assert_array_equal(got, ref)
+
+
+def test_normals_like_are_keyed_by_the_generator_and_come_in_the_arrays_type():
+    """NormalsLike: each call takes one fresh key (two 32-bit integers) from the generator and draws
+    SampleStreams under it; the same generator state gives the same numbers; arrays like the given
+    one (numpy here, torch tensors through DLPack), in its dtype unless told."""
+    from spdekit.random import NormalsLike, key_from
+
+    g = np.random.default_rng(8)
+    like = np.zeros((3, 2, 5), np.float32)
+    a = NormalsLike(g, like).standard_normal(like.shape)
+    b = NormalsLike(g, like).standard_normal(like.shape)
+    assert a.dtype == np.float32 and a.shape == like.shape and not np.array_equal(a, b)
+    h = np.random.default_rng(8)
+    k1, k2 = key_from(h), key_from(h)
+    np.testing.assert_array_equal(a, SampleStreams.from_key(k1, 3).standard_normal(like.shape, np.float32))
+    np.testing.assert_array_equal(b, SampleStreams.from_key(k2, 3).standard_normal(like.shape, np.float32))
+    assert g.bit_generator.state == h.bit_generator.state  # the generator advanced by the keys only
+    c = NormalsLike(np.random.default_rng(8)).standard_normal((3, 2, 5), np.float64)
+    assert c.dtype == np.float64
+    assert NormalsLike(g, like).standard_normal((0, 4)).shape == (0, 4)
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        NormalsLike(SampleStreams(0, 3), like)
+    torch = pytest.importorskip("torch")
+    t = NormalsLike(np.random.default_rng(8), torch.zeros(3, 2, 5)).standard_normal((3, 2, 5))
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    np.testing.assert_array_equal(t.numpy(), a)
