@@ -25,7 +25,10 @@ error naming the bound: the solution of such a run oscillates or grows without b
 it finite, not accurate). ``run.allow_unstable_dt = true`` runs it anyway (to study the instability);
 the command line then warns and records ``unstable_dt`` in the trajectory's attributes.
 Coefficients of a ``custom`` SPDE are numbers (``inf`` allowed) or schedule tables, e.g.
-``alpha1 = {schedule = "geometric", vmin = 0.5, vmax = 128, T = 2.0}``.
+``alpha1 = {schedule = "geometric", vmin = 0.5, vmax = 128, T = 2.0}``. ``spde.diffusivity`` (any
+preset) names the family of g1 and g2 (:mod:`spdekit.operators`): ``"charbonnier"`` (eq. 9, the
+default), ``"perona-malik"``, ``"exponential"``, ``"weickert"``, or a pair ``["perona-malik",
+"charbonnier"]`` (g1's, g2's).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from . import schedules as S
+from .operators import DIFFUSIVITIES
 from .simulate import n_steps_for
 from .solvers import solver_from_dict
 from .spde import AnisotropicSPDE
@@ -62,6 +66,7 @@ SCHEMA = {
         "noise_kind": ((str,), "'euclidean' or 'separable'"),
         "stencil": ((str,), "'paper' or 'conservative'"),
         "spacing": (_NUM, "grid spacing > 0"),
+        "diffusivity": ((str, list), f"one of {DIFFUSIVITIES} (g1 and g2), or a pair [g1's, g2's]"),
     },
     "initial": {
         "image": ((str,), "scikit-image sample name or image file path"),
@@ -258,7 +263,8 @@ def build(data: dict, source: str = "config") -> RunConfig:
     preset = sp.pop("preset")
     T = float(sp.pop("T", 2.0))
     image_size = sp.pop("image_size", u0.shape[-1])
-    common = {k: sp.pop(k) for k in ("correlation_length", "noise_kind", "stencil", "spacing") if k in sp}
+    common = {k: sp.pop(k) for k in ("correlation_length", "noise_kind", "stencil", "spacing", "diffusivity")
+              if k in sp}
     try:
         if preset == "custom":
             missing = [k for k in ("alpha1", "lambda1", "alpha2", "lambda2") if k not in sp]

@@ -18,8 +18,8 @@ class Grid:
     """A rectangular grid of ``shape = (H, W)`` nodes with uniform ``spacing``.
 
     Node ``(y, x)`` sits at ``(y * spacing, x * spacing)``; the default spacing of 1 means pixel
-    units, as in the paper. Borders are Neumann (zero normal derivative): see
-    :mod:`spdekit.operators` for the exact closure of each stencil.
+    units, as in the paper. Borders are Neumann (zero normal derivative): the exact closure of each
+    stencil (paper, conservative) and of the noise amplitude is stated in :mod:`spdekit.operators`.
 
     Array axis -1 is the paper's first index ``i1`` (x, width ``d1 = W``), axis -2 its second
     index ``i2`` (y, height ``d2 = H``). The paper's "top" edge ``i2 = d2 - 1`` is the last row.

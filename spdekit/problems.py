@@ -260,12 +260,13 @@ class LinearHeatEquation(AnisotropicSPDE):
 
 def paper_multiplicative(image_size: int, T: float = 2.0, lambda2: float = 0.5, **kw) -> AnisotropicSPDE:
     """The paper's framework (eq. 6-9) with the Section 5.2 drift and multiplicative, anisotropic
-    noise: g2 = alpha2 / sqrt(1 + |grad u / lambda2|^2) with finite constant ``lambda2``."""
+    noise: g2 = alpha2 / sqrt(1 + |grad u / lambda2|^2) with finite constant ``lambda2`` (or another
+    family of g2: ``diffusivity=``, :mod:`spdekit.operators`)."""
     check_positive("lambda2", lambda2)
     base = AnisotropicSPDE.paper_anisotropic(image_size, T, **kw)
     return AnisotropicSPDE(alpha1=base.alpha1, lambda1=base.lambda1, alpha2=base.alpha2, lambda2=lambda2,
                            correlation_length=base.correlation_length, stencil=base.stencil,
-                           noise_kind=base.noise.kind, spacing=base.spacing)
+                           noise_kind=base.noise.kind, spacing=base.spacing, diffusivity=base.diffusivity)
 
 
 __all__ = ["WhiteNoise", "GeometricBrownianMotion", "OrnsteinUhlenbeck", "CubicSDE", "GinzburgLandau",

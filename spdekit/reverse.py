@@ -38,6 +38,7 @@ from ._arrays import as_native
 from ._checks import array_module
 from .backends.numpy_backend import _central, taming_factor
 from .grid import as_batch
+from .operators import dg_ds
 from .reference import phi1
 from .spectral import from_modes, to_modes
 
@@ -70,15 +71,15 @@ def sigma_divergence(spde, t, u, backend: str = "auto", g2=None):
     ub64 = ub.astype(np.float64)
     dx = _central(ub64, -1, "reflect")
     dy = _central(ub64, -2, "reflect")
-    # g^3 / alpha2^2 = alpha2 * (g / alpha2)^3, safe when alpha2 = 0 (then g = 0)
-    safe = xp.where(a2 > 0, a2, 1.0)
-    w = g * (g / safe) ** 2 * il
+    # g2 = g(s), s = dx^2 + dy^2 (eq. 9): its derivative in u brings 2 g'(s) (dx, dy) times the central
+    # differences of the neighbours (spdekit.operators.dg_ds, any family; Charbonnier: -g^3 il / (2 alpha2^2))
+    dgds = dg_ds(a2, il, dx * dx + dy * dy, spde.diffusivity2)
     qx = float(spde.noise.covariance(0.0, h))
     qy = float(spde.noise.covariance(h, 0.0))
     gp = xp.pad(g, [(0, 0)] * 2 + [(1, 1), (1, 1)])  # zero ghosts: their dx/dy factor is 0 anyway
     diff_x = gp[..., 1:-1, 2:] - gp[..., 1:-1, :-2]
     diff_y = gp[..., 2:, 1:-1] - gp[..., :-2, 1:-1]
-    div = -w * (dx * qx * diff_x + dy * qy * diff_y)
+    div = 2 * dgds * (dx * qx * diff_x + dy * qy * diff_y)
     return back(restore(div.astype(u.dtype, copy=False)))
 
 

@@ -110,10 +110,10 @@ def run_attributes(meta: dict, spde) -> dict:
         "spdekit_version": __version__,
         "stop_reason_meanings": ", ".join(f"{i}: {r}" for i, r in enumerate(STOP_REASONS)),
     }
-    if hasattr(spde, "to_dict"):
+    if hasattr(spde, "to_dict"):  # one attribute per field (spde_diffusivity: the family of g1 and g2)
         for k, v in spde.to_dict().items():
             if k != "type":
-                attrs[f"spde_{k}"] = to_json(v) if isinstance(v, dict) else v
+                attrs[f"spde_{k}"] = to_json(v) if isinstance(v, (dict, list)) else v
     return attrs
 
 

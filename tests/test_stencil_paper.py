@@ -15,14 +15,18 @@ import pytest
 from spdekit.backends import numba_backend, numpy_backend
 
 
-def paper_drift_transcribed(u, alpha, lam):
-    """Eq. (35)-(36) written out term by term (no vectorisation, no shared helpers)."""
+def paper_drift_transcribed(u, alpha, lam, g=None):
+    """Eq. (35)-(36) written out term by term (no vectorisation, no shared helpers). ``g(x1, x2)``:
+    another g1 of the two unscaled difference components (tests/test_diffusivity.py passes each
+    diffusivity family written out); by default eq. (9) as printed."""
     d2, d1 = u.shape
 
     def U(i1, i2):
         return u[i2, i1]
 
     def g1(x1, x2):
+        if g is not None:
+            return g(x1, x2)
         return alpha / math.sqrt(1.0 + (x1 * x1 + x2 * x2) / (lam * lam))
 
     b = np.zeros_like(u)

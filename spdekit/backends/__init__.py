@@ -6,7 +6,8 @@
   major version of the driver).
 
 ``get_backend("auto", u)`` picks cupy for cupy arrays, numba for host arrays when numba is
-importable, and the numpy reference otherwise.
+importable, and the numpy reference otherwise. The contract they implement, the coefficient record
+they take and their optional capabilities: :mod:`.base`; the math they share: :mod:`spdekit.operators`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ def available(name: str) -> bool:
     except ImportError:
         return False
     return getattr(mod, "is_available", lambda: True)()
+
+
+def providers(capability: str) -> list[str]:
+    """The importable backends that declare the optional ``capability`` (:data:`.base.OPTIONAL`)."""
+    out = []
+    for name in _MODULES:
+        try:
+            mod = _load(name)
+        except ImportError:
+            continue
+        if capability in getattr(mod, "CAPABILITIES", ()):
+            out.append(name)
+    return out
 
 
 def get_backend(name: str = "auto", u=None):

@@ -13,6 +13,11 @@ per step.
 Random numbers: the Wiener increments are drawn on the GPU by the same counter-based Philox
 generator as on the host (:mod:`spdekit.random`), so a seed gives the host's increments up to
 the last-bit differences of log/sin/cos between math libraries.
+
+The diffusivity family (:mod:`spdekit.operators`) is a kernel argument ``kind`` (its index in
+``DIFFUSIVITIES``; uniform over the launch, so the switch in ``gfun`` does not diverge); ``gfun`` is
+this backend's one definition of g. The drift's adjoint has no GPU kernel: ``drift_vjp`` is not among
+this backend's capabilities (:mod:`.base`).
 """
 
 from __future__ import annotations
@@ -21,17 +26,34 @@ import functools
 
 import numpy as np
 
+from .. import operators
+from ..operators import sample_norms  # noqa: F401  (part of this backend's API; runs on cupy arrays)
+from .base import as_coefficients
+
 try:
     import cupy as cp
 except ImportError as exc:  # pragma: no cover - exercised only without cupy
     raise ImportError("cupy is not installed") from exc
 
 name = "cupy"
+CAPABILITIES = frozenset({"standard_normal"})
 _THREADS = 256
 
 _SOURCE = r"""
+// eq. (9) and its families (spdekit/operators.py), kind = index in DIFFUSIVITIES; s = |x|^2, il = 1/lambda^2
 template <typename T>
-__device__ __forceinline__ T gfun(T a, T il, T s) { return a / sqrt(T(1) + s * il); }
+__device__ __forceinline__ T gfun(int kind, T a, T il, T s) {
+    switch (kind) {
+        case 0: return a / sqrt(T(1) + s * il);                       // charbonnier (the paper's g)
+        case 1: return a / (T(1) + s * il);                           // perona-malik
+        case 2: return a * exp(-(s * il));                            // exponential
+        default: {                                                    // weickert: 1 at s = 0 (w = inf)
+            const T z = s * il;
+            const T w = T(3.31488) / (z * z * z * z);
+            return a * -expm1(-w);
+        }
+    }
+}
 
 template <typename T>
 struct Plane {
@@ -55,43 +77,44 @@ struct Plane {
 
 // eq. (35)-(36) with the mirror-ghost closure (numpy_backend), unscaled by h^-2
 template <typename T>
-__device__ T drift_paper(const Plane<T>& P, int y, int x, T a, T il) {
+__device__ T drift_paper(const Plane<T>& P, int y, int x, int kind, T a, T il) {
     const int H = P.H, W = P.W;
     const T c = P.at(y, x);
     T b = T(0), dx, dy;
     // x-neighbours: g1(dx clamped, dy mirrored); beyond a border the mirror ghost g1(0, dy mirrored)
-    if (x > 0) { dx = P.dxc(y, x - 1); dy = P.dym(y, x - 1); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y, x - 1) - c); }
-    else       { dy = P.dym(y, 1); b += gfun(a, il, dy * dy) * (P.at(y, 1) - c); }
-    if (x < W - 1) { dx = P.dxc(y, x + 1); dy = P.dym(y, x + 1); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y, x + 1) - c); }
-    else           { dy = P.dym(y, W - 2); b += gfun(a, il, dy * dy) * (P.at(y, W - 2) - c); }
+    if (x > 0) { dx = P.dxc(y, x - 1); dy = P.dym(y, x - 1); b += gfun(kind, a, il, dx * dx + dy * dy) * (P.at(y, x - 1) - c); }
+    else       { dy = P.dym(y, 1); b += gfun(kind, a, il, dy * dy) * (P.at(y, 1) - c); }
+    if (x < W - 1) { dx = P.dxc(y, x + 1); dy = P.dym(y, x + 1); b += gfun(kind, a, il, dx * dx + dy * dy) * (P.at(y, x + 1) - c); }
+    else           { dy = P.dym(y, W - 2); b += gfun(kind, a, il, dy * dy) * (P.at(y, W - 2) - c); }
     // y-neighbours: g1(dx mirrored, dy clamped); ghost g1(dx mirrored, 0)
-    if (y > 0) { dx = P.dxm(y - 1, x); dy = P.dyc(y - 1, x); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y - 1, x) - c); }
-    else       { dx = P.dxm(1, x); b += gfun(a, il, dx * dx) * (P.at(1, x) - c); }
-    if (y < H - 1) { dx = P.dxm(y + 1, x); dy = P.dyc(y + 1, x); b += gfun(a, il, dx * dx + dy * dy) * (P.at(y + 1, x) - c); }
-    else           { dx = P.dxm(H - 2, x); b += gfun(a, il, dx * dx) * (P.at(H - 2, x) - c); }
+    if (y > 0) { dx = P.dxm(y - 1, x); dy = P.dyc(y - 1, x); b += gfun(kind, a, il, dx * dx + dy * dy) * (P.at(y - 1, x) - c); }
+    else       { dx = P.dxm(1, x); b += gfun(kind, a, il, dx * dx) * (P.at(1, x) - c); }
+    if (y < H - 1) { dx = P.dxm(y + 1, x); dy = P.dyc(y + 1, x); b += gfun(kind, a, il, dx * dx + dy * dy) * (P.at(y + 1, x) - c); }
+    else           { dx = P.dxm(H - 2, x); b += gfun(kind, a, il, dx * dx) * (P.at(H - 2, x) - c); }
     return b;
 }
 
 // face-flux form with zero flux through the border; includes the 1/h scalings
 template <typename T>
-__device__ T drift_conservative(const Plane<T>& P, int y, int x, T a, T il, T inv_h) {
+__device__ T drift_conservative(const Plane<T>& P, int y, int x, int kind, T a, T il, T inv_h) {
     const int H = P.H, W = P.W;
     const T q = T(0.25) * inv_h;
     T b = T(0);
     if (x < W - 1) { T dn = (P.at(y, x + 1) - P.at(y, x)) * inv_h, dt = (P.dym(y, x) + P.dym(y, x + 1)) * q;
-                     b += gfun(a, il, dn * dn + dt * dt) * dn; }
+                     b += gfun(kind, a, il, dn * dn + dt * dt) * dn; }
     if (x > 0)     { T dn = (P.at(y, x) - P.at(y, x - 1)) * inv_h, dt = (P.dym(y, x - 1) + P.dym(y, x)) * q;
-                     b -= gfun(a, il, dn * dn + dt * dt) * dn; }
+                     b -= gfun(kind, a, il, dn * dn + dt * dt) * dn; }
     if (y < H - 1) { T dn = (P.at(y + 1, x) - P.at(y, x)) * inv_h, dt = (P.dxm(y, x) + P.dxm(y + 1, x)) * q;
-                     b += gfun(a, il, dn * dn + dt * dt) * dn; }
+                     b += gfun(kind, a, il, dn * dn + dt * dt) * dn; }
     if (y > 0)     { T dn = (P.at(y, x) - P.at(y - 1, x)) * inv_h, dt = (P.dxm(y - 1, x) + P.dxm(y, x)) * q;
-                     b -= gfun(a, il, dn * dn + dt * dt) * dn; }
+                     b -= gfun(kind, a, il, dn * dn + dt * dt) * dn; }
     return b * inv_h;
 }
 
 template <typename T>
-__device__ __forceinline__ T drift_at(const Plane<T>& P, int y, int x, T a, T il, int conservative, T inv_h, T inv_h2) {
-    return conservative ? drift_conservative(P, y, x, a, il, inv_h) : drift_paper(P, y, x, a, il) * inv_h2;
+__device__ __forceinline__ T drift_at(const Plane<T>& P, int y, int x, int kind, T a, T il, int conservative, T inv_h,
+                                      T inv_h2) {
+    return conservative ? drift_conservative(P, y, x, kind, a, il, inv_h) : drift_paper(P, y, x, kind, a, il) * inv_h2;
 }
 
 __device__ __forceinline__ void block_add(double v, double* target) {
@@ -109,7 +132,7 @@ __device__ __forceinline__ void block_add(double v, double* target) {
 
 // grid: (ceil(C*H*W / blockDim), B): out = b(u)
 template <typename T>
-__global__ void drift_kernel(const T* __restrict__ u, const T* __restrict__ a, const T* __restrict__ il,
+__global__ void drift_kernel(const T* __restrict__ u, const T* __restrict__ a, const T* __restrict__ il, int kind,
                              int C, int H, int W, int conservative, T inv_h, T inv_h2, T* __restrict__ out) {
     const int s = blockIdx.y;
     const long long n = (long long)C * H * W;
@@ -119,12 +142,12 @@ __global__ void drift_kernel(const T* __restrict__ u, const T* __restrict__ a, c
     const int r = (int)(i - (long long)c * H * W);
     const int y = r / W, x = r - y * W;
     Plane<T> P{u + ((long long)s * C + c) * H * W, H, W};
-    out[(long long)s * n + i] = drift_at(P, y, x, a[s], il[s], conservative, inv_h, inv_h2);
+    out[(long long)s * n + i] = drift_at(P, y, x, kind, a[s], il[s], conservative, inv_h, inv_h2);
 }
 
 // ssq[s] += sum of b(u)^2 over sample s (the drift is not stored)
 template <typename T>
-__global__ void norm_kernel(const T* __restrict__ u, const T* __restrict__ a, const T* __restrict__ il,
+__global__ void norm_kernel(const T* __restrict__ u, const T* __restrict__ a, const T* __restrict__ il, int kind,
                             int C, int H, int W, int conservative, T inv_h, T inv_h2, double* __restrict__ ssq) {
     const int s = blockIdx.y;
     const long long n = (long long)C * H * W;
@@ -135,14 +158,14 @@ __global__ void norm_kernel(const T* __restrict__ u, const T* __restrict__ a, co
         const int r = (int)(i - (long long)c * H * W);
         const int y = r / W, x = r - y * W;
         Plane<T> P{u + ((long long)s * C + c) * H * W, H, W};
-        const T b = drift_at(P, y, x, a[s], il[s], conservative, inv_h, inv_h2);
+        const T b = drift_at(P, y, x, kind, a[s], il[s], conservative, inv_h, inv_h2);
         sq = (double)b * (double)b;
     }
     block_add(sq, ssq + s);  // every thread of the block takes part in the reduction
 }
 
 template <typename T>
-__global__ void g2_kernel(const T* __restrict__ u, const T* __restrict__ a, const T* __restrict__ il,
+__global__ void g2_kernel(const T* __restrict__ u, const T* __restrict__ a, const T* __restrict__ il, int kind,
                           int C, int H, int W, T* __restrict__ out) {
     const int s = blockIdx.y;
     const long long n = (long long)C * H * W;
@@ -153,14 +176,14 @@ __global__ void g2_kernel(const T* __restrict__ u, const T* __restrict__ a, cons
     const int y = r / W, x = r - y * W;
     Plane<T> P{u + ((long long)s * C + c) * H * W, H, W};
     const T dx = P.dxm(y, x), dy = P.dym(y, x);
-    out[(long long)s * n + i] = gfun(a[s], il[s], dx * dx + dy * dy);
+    out[(long long)s * n + i] = gfun(kind, a[s], il[s], dx * dx + dy * dy);
 }
 
 // out = u + fac[s] * b(u) + g2(u) * dW ; sets *flag if a result is not finite
 template <typename T>
 __global__ void step_kernel(const T* __restrict__ u, const T* __restrict__ dW, const T* __restrict__ fac,
                             const T* __restrict__ a1, const T* __restrict__ il1,
-                            const T* __restrict__ a2, const T* __restrict__ il2,
+                            const T* __restrict__ a2, const T* __restrict__ il2, int kind1, int kind2,
                             int C, int H, int W, int conservative, T inv_h, T inv_h2,
                             T* __restrict__ out, int* __restrict__ flag) {
     const int s = blockIdx.y;
@@ -171,9 +194,9 @@ __global__ void step_kernel(const T* __restrict__ u, const T* __restrict__ dW, c
     const int r = (int)(i - (long long)c * H * W);
     const int y = r / W, x = r - y * W;
     Plane<T> P{u + ((long long)s * C + c) * H * W, H, W};
-    const T b = drift_at(P, y, x, a1[s], il1[s], conservative, inv_h, inv_h2);
+    const T b = drift_at(P, y, x, kind1, a1[s], il1[s], conservative, inv_h, inv_h2);
     T g2 = a2[s];
-    if (il2[s] != T(0)) { const T dx = P.dxm(y, x), dy = P.dym(y, x); g2 = gfun(a2[s], il2[s], dx * dx + dy * dy); }
+    if (il2[s] != T(0)) { const T dx = P.dxm(y, x), dy = P.dym(y, x); g2 = gfun(kind2, a2[s], il2[s], dx * dx + dy * dy); }
     const long long k = (long long)s * n + i;
     const T v = P.at(y, x) + fac[s] * b + g2 * dW[k];
     out[k] = v;
@@ -271,52 +294,46 @@ def _scalars(dtype, spacing):
     return t(1.0 / spacing), t(1.0 / (spacing * spacing))
 
 
-def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None):
+def _kind(diffusivity):
+    return np.int32(operators.diffusivity_code(diffusivity))
+
+
+def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None, diffusivity="charbonnier"):
     u = cp.ascontiguousarray(u)
     dtype = u.dtype
     il = np.asarray(inv_lam2, dtype=np.float64) / (1.0 if stencil == "conservative" else spacing**2)
     res = cp.empty_like(u) if out is None else out
     grid, block, dims = _launch(u)
     inv_h, inv_h2 = _scalars(dtype, spacing)
-    _kernel("drift_kernel", dtype)(grid, block, (u, _dev(alpha, dtype), _dev(il, dtype), *dims,
+    _kernel("drift_kernel", dtype)(grid, block, (u, _dev(alpha, dtype), _dev(il, dtype), _kind(diffusivity), *dims,
                                                  np.int32(stencil == "conservative"), inv_h, inv_h2, res))
     return res
 
 
-def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
-    """Not implemented on the GPU: the drift's adjoint runs on the host backends (numpy, numba)."""
-    raise NotImplementedError(
-        "drift_vjp (the adjoint of the drift, used by genmodel's 'path' loss) has no cupy kernel yet; "
-        "pass host arrays (numpy/numba backends)"
-    )
-
-
-def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0):
+def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0, diffusivity="charbonnier"):
     u = cp.ascontiguousarray(u)
     res = cp.empty_like(u)
     grid, block, dims = _launch(u)
     il = np.asarray(inv_lam2, dtype=np.float64) / spacing**2
-    _kernel("g2_kernel", u.dtype)(grid, block, (u, _dev(alpha, u.dtype), _dev(il, u.dtype), *dims, res))
+    _kernel("g2_kernel", u.dtype)(grid, block, (u, _dev(alpha, u.dtype), _dev(il, u.dtype), _kind(diffusivity), *dims,
+                                                res))
     return res
-
-
-def sample_norms(b, norm="l2"):
-    b2 = cp.square(b.astype(cp.float64)).reshape(b.shape[0], -1)
-    return cp.sqrt(b2.sum(axis=1) if norm == "l2" else b2.mean(axis=1))
 
 
 def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None, work=None):
     """Same contract as :func:`.numpy_backend.em_step` (``work`` is unused: the drift is recomputed)."""
+    coef = as_coefficients(coef)
+    k1, k2 = _kind(coef.diffusivity1), _kind(coef.diffusivity2)
     u = cp.ascontiguousarray(u)
     dtype = u.dtype
     B, C, H, W = u.shape
     dW = cp.ascontiguousarray(cp.asarray(dW, dtype=dtype))
     res = cp.empty_like(u) if out is None else out
     cons = stencil == "conservative"
-    il1 = np.asarray(coef["inv_lam1"], dtype=np.float64) / (1.0 if cons else spacing**2)
-    il2 = np.asarray(coef["inv_lam2"], dtype=np.float64) / spacing**2
-    a1, il1 = _dev(coef["alpha1"], dtype), _dev(il1, dtype)
-    a2, il2 = _dev(coef["alpha2"], dtype), _dev(il2, dtype)
+    il1 = np.asarray(coef.inv_lam1, dtype=np.float64) / (1.0 if cons else spacing**2)
+    il2 = np.asarray(coef.inv_lam2, dtype=np.float64) / spacing**2
+    a1, il1 = _dev(coef.alpha1, dtype), _dev(il1, dtype)
+    a2, il2 = _dev(coef.alpha2, dtype), _dev(il2, dtype)
     grid, block, dims = _launch(u)
     inv_h, inv_h2 = _scalars(dtype, spacing)
     if taming is None:
@@ -324,11 +341,10 @@ def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None
     else:
         gamma, norm = taming
         ssq = cp.zeros(B, dtype=cp.float64)
-        _kernel("norm_kernel", dtype)(grid, block, (u, a1, il1, *dims, np.int32(cons), inv_h, inv_h2, ssq))
-        nrm = cp.sqrt(ssq if norm == "l2" else ssq / (C * H * W))
-        fac = (dt / (1.0 + dt * nrm**gamma)).astype(dtype)
+        _kernel("norm_kernel", dtype)(grid, block, (u, a1, il1, k1, *dims, np.int32(cons), inv_h, inv_h2, ssq))
+        fac = operators.tamed_step(dt, operators.norm_from_squares(ssq, C * H * W, norm), gamma).astype(dtype)
     flag = cp.zeros(1, dtype=cp.int32)
-    _kernel("step_kernel", dtype)(grid, block, (u, dW, fac, a1, il1, a2, il2, *dims, np.int32(cons),
+    _kernel("step_kernel", dtype)(grid, block, (u, dW, fac, a1, il1, a2, il2, k1, k2, *dims, np.int32(cons),
                                                 inv_h, inv_h2, res, flag))
     return res, not bool(flag.get()[0])
 

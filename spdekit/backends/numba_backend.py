@@ -16,19 +16,28 @@ the update, all in cache: one pass over memory, one parallel region per step.
 fastmath is on without 'nnan'/'ninf': a blow-up must still show up as NaN/inf. The kernels use
 numba's numpy error model (IEEE division, no Python ZeroDivisionError check): that check is a
 branch in every division and keeps LLVM from vectorising the diffusivity loops (about 10x slower).
+
+The diffusivity family (:mod:`spdekit.operators`) reaches the kernels as ``fam`` (``fam1`` for g1,
+``fam2`` for g2), a marker of :data:`FAMILIES` whose numba type selects the family's g at compile
+time; :func:`_gfun` and :func:`_dgds` are this backend's one definition of g and dg/ds.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit, prange, types
+from numba.extending import overload
 
+from .. import operators
 from . import stencil_tables
+from .base import as_coefficients
 from .numpy_backend import circulant_apply  # noqa: F401  (FFTs: scipy.fft is already threaded)
 
 name = "numba"
+CAPABILITIES = frozenset({"drift_vjp", "threads"})
 
 _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _ROWS = 32  # rows per task
@@ -44,13 +53,116 @@ def _tasks(H):
 # ----------------------------------------------------------------------------- row helpers
 
 
-@njit(inline="always", fastmath=_FM, error_model="numpy")
-def _gfun(a, il, s, one):
-    return a / np.sqrt(one + s * il)
+def _cast_like(one, x):
+    """x in the floating type of ``one`` (typed constants inside the kernels: a float literal is
+    float64 in numba and would promote float32 arithmetic)."""
+    return type(one)(x)
+
+
+@overload(_cast_like, inline="always")
+def _cast_like_impl(one, x):
+    if one == types.float32:
+        return lambda one, x: np.float32(x)
+    return lambda one, x: np.float64(x)
+
+
+# The diffusivity family reaches the kernels as an empty NamedTuple whose TYPE names it: numba
+# compiles every kernel once per family (and dtype), with the family's formulas inlined, so the
+# vector loops carry no branch on the family (a runtime family code cost a factor 2-5 in speed).
+# Each family class holds this backend's one definition of its g (eq. 9 and its families) and
+# dg/ds, in the state's dtype (``one``); s = |x|^2, il = 1 / lambda^2 (spdekit.operators).
+_inline = njit(inline="always", fastmath=_FM, error_model="numpy")
+
+
+class Charbonnier(NamedTuple):
+    """g = a / sqrt(1 + z), z = s il: the paper's eq. (9)."""
+
+    @staticmethod
+    @_inline
+    def g(a, il, s, one):
+        return a / np.sqrt(one + s * il)
+
+    @staticmethod
+    @_inline
+    def dg_ds(a, il, s, one):
+        q = one + s * il
+        return -a * il / ((one + one) * q * np.sqrt(q))
+
+
+class PeronaMalik(NamedTuple):
+    """g = a / (1 + z)."""
+
+    @staticmethod
+    @_inline
+    def g(a, il, s, one):
+        return a / (one + s * il)
+
+    @staticmethod
+    @_inline
+    def dg_ds(a, il, s, one):
+        q = one + s * il
+        return -a * il / (q * q)
+
+
+class Exponential(NamedTuple):
+    """g = a exp(-z)."""
+
+    @staticmethod
+    @_inline
+    def g(a, il, s, one):
+        return a * np.exp(-(s * il))
+
+    @staticmethod
+    @_inline
+    def dg_ds(a, il, s, one):
+        return -a * il * np.exp(-(s * il))
+
+
+class Weickert(NamedTuple):
+    """g = a (1 - exp(-C4 / z^4)), a at z = 0 (there w = C4 / z^4 = inf)."""
+
+    @staticmethod
+    @_inline
+    def g(a, il, s, one):
+        z = s * il
+        return a * -np.expm1(-(_cast_like(one, operators.WEICKERT_C4) / (z * z * z * z)))
+
+    @staticmethod
+    @_inline
+    def dg_ds(a, il, s, one):
+        z = s * il
+        w = _cast_like(one, operators.WEICKERT_C4) / (z * z * z * z)
+        e = np.exp(-w)  # dg/dz = -4 a e^-w w / z, 0 where e^-w underflows (z -> 0)
+        return -_cast_like(one, 4.0) * a * il * e * (w / z) if e > 0 else one - one
+
+
+FAMILIES = dict(zip(operators.DIFFUSIVITIES, (Charbonnier(), PeronaMalik(), Exponential(), Weickert())))
+_NAMES = {type(v): k for k, v in FAMILIES.items()}
+
+
+def _per_family(formula, reference):
+    """f(fam, a, il, s, one): in compiled code the family's ``formula`` (a method name of the family
+    classes), chosen by fam's type and inlined; called from Python, ``reference`` of
+    :mod:`spdekit.operators`."""
+
+    def f(fam, a, il, s, one):
+        return reference(a, il, s, _NAMES[type(fam)])
+
+    @overload(f, inline="always")
+    def _compiled(fam, a, il, s, one):
+        impl = getattr(fam.instance_class, formula)
+        return lambda fam, a, il, s, one: impl(a, il, s, one)
+
+    f.__name__ = f.__qualname__ = f"_{formula}"
+    return f
+
+
+_gfun = _per_family("g", operators.g)  # g of eq. (9) in the family fam
+_dgds = _per_family("dg_ds", operators.dg_ds)  # its derivative in s
 
 
 @njit(fastmath=_FM, error_model="numpy")
-def _row_diffusivities(u, r, a, il, one, cx, cy):
+def _row_diffusivities(u, r, fam, a, il, one, cx, cy):
     """Diffusivities of row r as an x-neighbour (cx: g(dx clamped, dy mirrored)) and as a
     y-neighbour (cy: g(dx mirrored, dy clamped)). Off the border both are g(central dx, central dy),
     so an interior row costs one g per node (the numpy reference evaluates both)."""
@@ -60,42 +172,42 @@ def _row_diffusivities(u, r, a, il, one, cx, cy):
         for x in range(1, W - 1):
             dx = u[r, x + 1] - u[r, x - 1]
             dy = u[r + 1, x] - u[r - 1, x]
-            v = _gfun(a, il, dx * dx + dy * dy, one)
+            v = _gfun(fam, a, il, dx * dx + dy * dy, one)
             cx[x] = v
             cy[x] = v
         for x in (0, W - 1):
             dx = u[r, min(x + 1, W - 1)] - u[r, max(x - 1, 0)]
             dy = u[r + 1, x] - u[r - 1, x]
-            cx[x] = _gfun(a, il, dx * dx + dy * dy, one)
-            cy[x] = _gfun(a, il, dy * dy, one)
+            cx[x] = _gfun(fam, a, il, dx * dx + dy * dy, one)
+            cy[x] = _gfun(fam, a, il, dy * dy, one)
     else:  # a y-border row: dy mirrored is 0, dy clamped is one-sided
         rp = min(r + 1, H - 1)
         rm = max(r - 1, 0)
         for x in range(1, W - 1):
             dx = u[r, x + 1] - u[r, x - 1]
             dy = u[rp, x] - u[rm, x]
-            cx[x] = _gfun(a, il, dx * dx, one)
-            cy[x] = _gfun(a, il, dx * dx + dy * dy, one)
+            cx[x] = _gfun(fam, a, il, dx * dx, one)
+            cy[x] = _gfun(fam, a, il, dx * dx + dy * dy, one)
         for x in (0, W - 1):
             dx = u[r, min(x + 1, W - 1)] - u[r, max(x - 1, 0)]
             dy = u[rp, x] - u[rm, x]
-            cx[x] = _gfun(a, il, dx * dx, one)
-            cy[x] = _gfun(a, il, dy * dy + zero, one)
+            cx[x] = _gfun(fam, a, il, dx * dx, one)
+            cy[x] = _gfun(fam, a, il, dy * dy + zero, one)
 
 
 @njit(fastmath=_FM, error_model="numpy")
-def _ghost_y_row(u, r, a, il, one, out):
+def _ghost_y_row(u, r, fam, a, il, one, out):
     """Ghost diffusivity beyond a y-border: g(dx mirrored of row r, 0)."""
     W = u.shape[1]
     for x in range(1, W - 1):
         dx = u[r, x + 1] - u[r, x - 1]
-        out[x] = _gfun(a, il, dx * dx, one)
-    out[0] = a
+        out[x] = _gfun(fam, a, il, dx * dx, one)
+    out[0] = a  # g(0) = a for every family
     out[W - 1] = a
 
 
 @njit(fastmath=_FM, error_model="numpy")
-def _paper_row(u, y, a, il, one, cprev, cnext, cx, out):
+def _paper_row(u, y, fam, a, il, one, cprev, cnext, cx, out):
     """Eq. (35)-(36) for row y: cx = row y's x-role diffusivities, cprev/cnext = the y-role
     diffusivities of rows y-1 / y+1 (or the ghosts beyond a border)."""
     H, W = u.shape
@@ -105,8 +217,8 @@ def _paper_row(u, y, a, il, one, cprev, cnext, cx, out):
     # ghost diffusivities left / right: g(0, dy mirrored of the mirrored column)
     d0 = u[yp, 1] - u[ym, 1]
     d1 = u[yp, W - 2] - u[ym, W - 2]
-    gl = _gfun(a, il, d0 * d0, one)
-    gr = _gfun(a, il, d1 * d1, one)
+    gl = _gfun(fam, a, il, d0 * d0, one)
+    gr = _gfun(fam, a, il, d1 * d1, one)
     yu = y + 1 if y < H - 1 else H - 2  # mirror ghost values across the y-borders
     yd = y - 1 if y > 0 else 1
     for x in range(1, W - 1):
@@ -128,7 +240,7 @@ def _paper_row(u, y, a, il, one, cprev, cnext, cx, out):
 
 
 @njit(fastmath=_FM, error_model="numpy")
-def _paper_block(u, y0, y1, a, il, one, rowbuf):
+def _paper_block(u, y0, y1, fam, a, il, one, rowbuf):
     """Eq. (35)-(36) for rows [y0, y1) of one plane, written to rowbuf[y - y0] (unscaled by h).
     Rolling buffers: the y-role diffusivities of rows y-1, y, y+1 and the x-role ones of rows y, y+1."""
     H, W = u.shape
@@ -138,22 +250,22 @@ def _paper_block(u, y0, y1, a, il, one, rowbuf):
     cx1 = np.empty(W, u.dtype)
     cx2 = np.empty(W, u.dtype)
     if y0 == 0:
-        _ghost_y_row(u, 1, a, il, one, cy0)
+        _ghost_y_row(u, 1, fam, a, il, one, cy0)
     else:
-        _row_diffusivities(u, y0 - 1, a, il, one, cx2, cy0)  # only its y-role is used
-    _row_diffusivities(u, y0, a, il, one, cx1, cy1)
+        _row_diffusivities(u, y0 - 1, fam, a, il, one, cx2, cy0)  # only its y-role is used
+    _row_diffusivities(u, y0, fam, a, il, one, cx1, cy1)
     for y in range(y0, y1):
         if y + 1 < H:
-            _row_diffusivities(u, y + 1, a, il, one, cx2, cy2)
+            _row_diffusivities(u, y + 1, fam, a, il, one, cx2, cy2)
         else:
-            _ghost_y_row(u, H - 2, a, il, one, cy2)
-        _paper_row(u, y, a, il, one, cy0, cy2, cx1, rowbuf[y - y0])
+            _ghost_y_row(u, H - 2, fam, a, il, one, cy2)
+        _paper_row(u, y, fam, a, il, one, cy0, cy2, cx1, rowbuf[y - y0])
         cy0, cy1, cy2 = cy1, cy2, cy0
         cx1, cx2 = cx2, cx1
 
 
 @njit(fastmath=_FM, error_model="numpy")
-def _paper_plane(u, a, il, one, cx, cy, gprev, gnext, out):
+def _paper_plane(u, fam, a, il, one, cx, cy, gprev, gnext, out):
     """Eq. (35)-(36) for a whole (H, W) plane at once (unscaled by h), for small planes.
 
     Same values as :func:`_paper_block`, organised for short rows: the diffusivities and the
@@ -174,7 +286,7 @@ def _paper_plane(u, a, il, one, cx, cy, gprev, gnext, out):
     for j in range(n):  # interior rule (both roles equal), wrong on columns 0 and W-1
         dx = ue[j] - uw[j]
         dy = un[j] - us[j]
-        v = _gfun(a, il, dx * dx + dy * dy, one)
+        v = _gfun(fam, a, il, dx * dx + dy * dy, one)
         cxc[j] = v
         cyc[j] = v
     for y in range(1, H - 1):  # columns 0 and W-1 of the interior rows: dx clamped, dy mirrored
@@ -182,12 +294,12 @@ def _paper_plane(u, a, il, one, cx, cy, gprev, gnext, out):
             i = y * W + x
             dx = uf[y * W + min(x + 1, W - 1)] - uf[y * W + max(x - 1, 0)]
             dy = uf[i + W] - uf[i - W]
-            cx[i] = _gfun(a, il, dx * dx + dy * dy, one)
-            cy[i] = _gfun(a, il, dy * dy, one)
-    _row_diffusivities(u, 0, a, il, one, cx[:W], cy[:W])
-    _row_diffusivities(u, H - 1, a, il, one, cx[N - W:], cy[N - W:])
-    _ghost_y_row(u, 1, a, il, one, gprev)
-    _ghost_y_row(u, H - 2, a, il, one, gnext)
+            cx[i] = _gfun(fam, a, il, dx * dx + dy * dy, one)
+            cy[i] = _gfun(fam, a, il, dy * dy, one)
+    _row_diffusivities(u, 0, fam, a, il, one, cx[:W], cy[:W])
+    _row_diffusivities(u, H - 1, fam, a, il, one, cx[N - W:], cy[N - W:])
+    _ghost_y_row(u, 1, fam, a, il, one, gprev)
+    _ghost_y_row(u, H - 2, fam, a, il, one, gnext)
     cxe, cxw, cyn, cys = cx[lo + 1:hi + 1], cx[lo - 1:hi - 1], cy[lo + W:hi + W], cy[lo - W:hi - W]
     oc = of[lo:hi]
     for j in range(n):  # interior stencil, wrong on columns 0 and W-1
@@ -196,20 +308,20 @@ def _paper_plane(u, a, il, one, cx, cy, gprev, gnext, out):
     for y in range(1, H - 1):  # columns 0 and W-1: mirror ghosts left / right
         i = y * W
         d0 = uf[i + W + 1] - uf[i - W + 1]
-        gl = _gfun(a, il, d0 * d0, one)
+        gl = _gfun(fam, a, il, d0 * d0, one)
         c = uf[i]
         of[i] = (cx[i + 1] + gl) * (uf[i + 1] - c) + cy[i + W] * (uf[i + W] - c) + cy[i - W] * (uf[i - W] - c)
         i = y * W + W - 1
         d1 = uf[i + W - 1] - uf[i - W - 1]
-        gr = _gfun(a, il, d1 * d1, one)
+        gr = _gfun(fam, a, il, d1 * d1, one)
         c = uf[i]
         of[i] = (cx[i - 1] + gr) * (uf[i - 1] - c) + cy[i + W] * (uf[i + W] - c) + cy[i - W] * (uf[i - W] - c)
-    _paper_row(u, 0, a, il, one, gprev, cy[W:2 * W], cx[:W], out[0])
-    _paper_row(u, H - 1, a, il, one, cy[N - 2 * W:N - W], gnext, cx[N - W:], out[H - 1])
+    _paper_row(u, 0, fam, a, il, one, gprev, cy[W:2 * W], cx[:W], out[0])
+    _paper_row(u, H - 1, fam, a, il, one, cy[N - 2 * W:N - W], gnext, cx[N - W:], out[H - 1])
 
 
 @njit(fastmath=_FM, error_model="numpy")
-def _conservative_block(u, y0, y1, a, il, one, inv_h, rowbuf):
+def _conservative_block(u, y0, y1, fam, a, il, one, inv_h, rowbuf):
     """Flux-form drift for rows [y0, y1) of one plane (see numpy_backend.drift_conservative)."""
     H, W = u.shape
     quarter = one / (one + one + one + one)
@@ -234,7 +346,7 @@ def _conservative_block(u, y0, y1, a, il, one, inv_h, rowbuf):
                     dt = (u[r0, x + 1] - u[r0, x - 1] + u[r1, x + 1] - u[r1, x - 1]) * quarter * inv_h
                 else:
                     dt = zero
-                dst[x] = _gfun(a, il, dn * dn + dt * dt, one) * dn
+                dst[x] = _gfun(fam, a, il, dn * dn + dt * dt, one) * dn
         # horizontal fluxes through the faces x-1/2 ... x+1/2 of row y
         fx[0] = zero
         fx[W] = zero
@@ -244,14 +356,14 @@ def _conservative_block(u, y0, y1, a, il, one, inv_h, rowbuf):
                 dt = (u[y + 1, x] - u[y - 1, x] + u[y + 1, x + 1] - u[y - 1, x + 1]) * quarter * inv_h
             else:
                 dt = zero
-            fx[x + 1] = _gfun(a, il, dn * dn + dt * dt, one) * dn
+            fx[x + 1] = _gfun(fam, a, il, dn * dn + dt * dt, one) * dn
         out = rowbuf[y - y0]
         for x in range(W):
             out[x] = ((fx[x + 1] - fx[x]) + (fy_hi[x] - fy_lo[x])) * inv_h
 
 
 @njit(fastmath=_FM, error_model="numpy")
-def _g2_row(u, y, a, il, one, out):
+def _g2_row(u, y, fam, a, il, one, out):
     """Eq. (37) for row y: g2 of the mirrored central differences."""
     H, W = u.shape
     interior_y = 0 < y < H - 1
@@ -259,14 +371,20 @@ def _g2_row(u, y, a, il, one, out):
     for x in range(W):
         dx = u[y, x + 1] - u[y, x - 1] if 0 < x < W - 1 else zero
         dy = u[y + 1, x] - u[y - 1, x] if interior_y else zero
-        out[x] = _gfun(a, il, dx * dx + dy * dy, one)
+        out[x] = _gfun(fam, a, il, dx * dx + dy * dy, one)
+    if not interior_y:
+        # the corners see no difference: g2 = g(0) = a for every family. Written out because fast-math
+        # reassociation turns the constant s = 0*0 + 0*0 into 0 * (2 il), NaN once 2 il overflows
+        # (1/lambda^2 clamped to the dtype's largest number)
+        out[0] = a
+        out[W - 1] = a
 
 
 # ----------------------------------------------------------------------------- drift / g2
 
 
 @njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
-def _drift_kernel(u, a, il, conservative, inv_h, inv_h2, one, out):
+def _drift_kernel(u, fam, a, il, conservative, inv_h, inv_h2, one, out):
     """u, out: (P, H, W); a, il: per plane. Fills out with the drift; returns per-task sum b^2."""
     P, H, W = u.shape
     nt = (H + _ROWS - 1) // _ROWS
@@ -277,14 +395,14 @@ def _drift_kernel(u, a, il, conservative, inv_h, inv_h2, one, out):
         y1 = min(y0 + _ROWS, H)
         rows = out[p, y0:y1]
         if conservative:
-            _conservative_block(u[p], y0, y1, a[p], il[p], one, inv_h, rows)
+            _conservative_block(u[p], y0, y1, fam, a[p], il[p], one, inv_h, rows)
             s = 0.0
             for r in range(y1 - y0):
                 for x in range(W):
                     v = rows[r, x]
                     s += v * v
         else:
-            _paper_block(u[p], y0, y1, a[p], il[p], one, rows)
+            _paper_block(u[p], y0, y1, fam, a[p], il[p], one, rows)
             s = 0.0
             for r in range(y1 - y0):
                 for x in range(W):
@@ -296,7 +414,7 @@ def _drift_kernel(u, a, il, conservative, inv_h, inv_h2, one, out):
 
 
 @njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
-def _drift_plane_kernel(u, a, il, inv_h2, one, out):
+def _drift_plane_kernel(u, fam, a, il, inv_h2, one, out):
     """Paper-stencil drift of small planes, one task per plane (flat loops: :func:`_paper_plane`)."""
     P, H, W = u.shape
     for p in prange(P):
@@ -304,23 +422,23 @@ def _drift_plane_kernel(u, a, il, inv_h2, one, out):
         cy = np.empty(H * W, u.dtype)
         gprev = np.empty(W, u.dtype)
         gnext = np.empty(W, u.dtype)
-        _paper_plane(u[p], a[p], il[p], one, cx, cy, gprev, gnext, out[p])
+        _paper_plane(u[p], fam, a[p], il[p], one, cx, cy, gprev, gnext, out[p])
         of = out[p].reshape(H * W)
         for i in range(H * W):
             of[i] *= inv_h2
 
 
 @njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
-def _g2_kernel(u, a, il, one, out):
+def _g2_kernel(u, fam, a, il, one, out):
     P, H, W = u.shape
     for task in prange(P * H):
         p = task // H
         y = task % H
-        _g2_row(u[p], y, a[p], il[p], one, out[p, y])
+        _g2_row(u[p], y, fam, a[p], il[p], one, out[p, y])
 
 
 @njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
-def _update_kernel(u, b, dW, fac, a2, il2, one, out):
+def _update_kernel(u, b, dW, fac, fam2, a2, il2, one, out):
     """out = u + fac * b + g2(u) * dW (per plane fac, a2, il2). Returns per-task sum |out|, a
     finiteness probe (non-finite iff some entry is)."""
     P, H, W = u.shape
@@ -342,7 +460,7 @@ def _update_kernel(u, b, dW, fac, a2, il2, one, out):
         else:
             g2row = np.empty(W, u.dtype)
             for y in range(y0, y1):
-                _g2_row(u[p], y, a2[p], il2[p], one, g2row)
+                _g2_row(u[p], y, fam2, a2[p], il2[p], one, g2row)
                 for x in range(W):
                     v = u[p, y, x] + f * b[p, y, x] + g2row[x] * dW[p, y, x]
                     out[p, y, x] = v
@@ -352,7 +470,7 @@ def _update_kernel(u, b, dW, fac, a2, il2, one, out):
 
 
 @njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
-def _em_fused_kernel(u, dW, dt, a1, il1, a2, il2, conservative, inv_h, inv_h2, one, out):
+def _em_fused_kernel(u, dW, dt, fam1, a1, il1, fam2, a2, il2, conservative, inv_h, inv_h2, one, out):
     """Untamed EM in one pass: out = u + dt * b(u) + g2(u) * dW."""
     P, H, W = u.shape
     nt = (H + _ROWS - 1) // _ROWS
@@ -363,10 +481,10 @@ def _em_fused_kernel(u, dW, dt, a1, il1, a2, il2, conservative, inv_h, inv_h2, o
         y1 = min(y0 + _ROWS, H)
         rows = np.empty((y1 - y0, W), u.dtype)
         if conservative:
-            _conservative_block(u[p], y0, y1, a1[p], il1[p], one, inv_h, rows)
+            _conservative_block(u[p], y0, y1, fam1, a1[p], il1[p], one, inv_h, rows)
             scale = dt
         else:
-            _paper_block(u[p], y0, y1, a1[p], il1[p], one, rows)
+            _paper_block(u[p], y0, y1, fam1, a1[p], il1[p], one, rows)
             scale = dt * inv_h2
         g2row = np.empty(W, u.dtype)
         s = 0.0
@@ -376,7 +494,7 @@ def _em_fused_kernel(u, dW, dt, a1, il1, a2, il2, conservative, inv_h, inv_h2, o
                 for x in range(W):
                     g2row[x] = a2[p]
             else:
-                _g2_row(u[p], y, a2[p], il2[p], one, g2row)
+                _g2_row(u[p], y, fam2, a2[p], il2[p], one, g2row)
             for x in range(W):
                 v = u[p, y, x] + scale * rows[r, x] + g2row[x] * dW[p, y, x]
                 out[p, y, x] = v
@@ -386,7 +504,7 @@ def _em_fused_kernel(u, dW, dt, a1, il1, a2, il2, conservative, inv_h, inv_h2, o
 
 
 @njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
-def _em_sample_kernel(u, dW, C, dt, tamed, gamma, rms, a1, il1, a2, il2, inv_h2, one, out):
+def _em_sample_kernel(u, dW, C, dt, tamed, gamma, rms, fam1, a1, il1, fam2, a2, il2, inv_h2, one, out):
     """(Tamed) EM, paper stencil, one task per sample for small samples: the drift of the sample's
     C planes goes to a task-local buffer (it stays in cache), its norm gives the taming factor and
     the update follows in the same task, so a step is one pass over memory and one parallel region.
@@ -406,7 +524,7 @@ def _em_sample_kernel(u, dW, C, dt, tamed, gamma, rms, a1, il1, a2, il2, inv_h2,
         for c in range(C):
             p = s * C + c
             bc = b[c]
-            _paper_plane(u[p], a1[p], il1[p], one, cx, cy, gprev, gnext, bc.reshape(H, W))
+            _paper_plane(u[p], fam1, a1[p], il1[p], one, cx, cy, gprev, gnext, bc.reshape(H, W))
             for i in range(N):
                 v = bc[i] * inv_h2
                 bc[i] = v
@@ -433,7 +551,7 @@ def _em_sample_kernel(u, dW, C, dt, tamed, gamma, rms, a1, il1, a2, il2, inv_h2,
             else:
                 g2row = cx[:W]  # the scratch is free again
                 for y in range(H):
-                    _g2_row(u[p], y, a2[p], il2[p], one, g2row)
+                    _g2_row(u[p], y, fam2, a2[p], il2[p], one, g2row)
                     for x in range(W):
                         i = y * W + x
                         v = uf[i] + f * bc[i] + g2row[x] * wf[i]
@@ -444,7 +562,7 @@ def _em_sample_kernel(u, dW, C, dt, tamed, gamma, rms, a1, il1, a2, il2, inv_h2,
 
 
 @njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
-def _drift_vjp_kernel(u, w, a, il, nb, xi, xw, yi, yw, inv_h2, out, block):
+def _drift_vjp_kernel(u, w, fam, a, il, nb, xi, xw, yi, yw, inv_h2, one, out, block):
     """J^T w per plane: the scatter of :mod:`.stencil_tables` (the loop of numpy_backend.drift_vjp).
 
     One task per block of ``block`` planes, held transposed (node-major, plane-minor) in task-local
@@ -491,10 +609,10 @@ def _drift_vjp_kernel(u, w, a, il, nb, xi, xw, yi, yw, inv_h2, out, block):
                 on = oT[nb[d, i]]
                 oi = oT[i]
                 for q in range(n):
-                    qq = 1 + (X[q] * X[q] + Y[q] * Y[q]) * ilp[q]
-                    sq = np.sqrt(qq)
-                    wc = wi[q] * ap[q] / sq
-                    r = wi[q] * (un[q] - ui[q]) * (-ap[q] * ilp[q] / (qq * sq))
+                    sx = X[q] * X[q] + Y[q] * Y[q]
+                    wc = wi[q] * _gfun(fam, ap[q], ilp[q], sx, one)
+                    # w (u_n - u_i) (dc/dX) / X with dc/dX = 2 X dg/ds
+                    r = wi[q] * (un[q] - ui[q]) * ((one + one) * _dgds(fam, ap[q], ilp[q], sx, one))
                     on[q] += wc
                     oi[q] -= wc
                     X[q] *= r
@@ -515,6 +633,10 @@ def _drift_vjp_kernel(u, w, a, il, nb, xi, xw, yi, yw, inv_h2, out, block):
 # ----------------------------------------------------------------------------- public API
 
 
+def _family(name):
+    return FAMILIES[operators.check_diffusivity(name)]
+
+
 def _planes(u):
     B, C, H, W = u.shape
     return np.ascontiguousarray(u).reshape(B * C, H, W), B, C
@@ -528,18 +650,20 @@ def _per_plane(a, B, C, dtype):
     return np.repeat(a, C, axis=-1).astype(dtype)
 
 
-def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None):
+def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None, diffusivity="charbonnier"):
+    """Same contract as :func:`.numpy_backend.drift`; ``out``: an optional buffer of u's shape."""
     up, B, C = _planes(u)
     dt = u.dtype
+    fam = _family(diffusivity)
     res = np.empty_like(up) if out is None else out.reshape(up.shape)
     h = float(spacing)
     il = np.asarray(inv_lam2, dtype=np.float64) / (1.0 if stencil == "conservative" else h * h)
     if stencil == "paper" and u.shape[-2] * u.shape[-1] <= _SAMPLE_TASK_MAX:
-        _drift_plane_kernel(up, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), dt.type(1.0 / (h * h)),
-                            dt.type(1.0), res)
+        _drift_plane_kernel(up, fam, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt),
+                            dt.type(1.0 / (h * h)), dt.type(1.0), res)
         return res.reshape(u.shape)
     _drift_kernel(
-        up, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), stencil == "conservative",
+        up, fam, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), stencil == "conservative",
         dt.type(1.0 / h), dt.type(1.0 / (h * h)), dt.type(1.0), res,
     )
     return res.reshape(u.shape)
@@ -558,7 +682,7 @@ def _vjp_tables(shape, stencil, dtype):
     return i32[0], i32[1], np.ascontiguousarray(xw, dtype=dtype), i32[2], np.ascontiguousarray(yw, dtype=dtype)
 
 
-def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
+def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0, diffusivity="charbonnier"):
     """Same contract as :func:`.numpy_backend.drift_vjp` (J^T w of the drift), one task per plane."""
     B, C, H, W = u.shape
     dt = u.dtype
@@ -568,23 +692,26 @@ def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
     h2 = float(spacing) ** 2
     il = np.asarray(inv_lam2, dtype=np.float64) / h2
     out = np.empty_like(up)
-    _drift_vjp_kernel(up, wp, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), nb, xi, xw, yi, yw,
-                      dt.type(1.0 / h2), out, _VJP_BLOCK)
+    _drift_vjp_kernel(up, wp, _family(diffusivity), _per_plane(alpha, B, C, dt),
+                      _per_plane(il, B, C, dt), nb, xi, xw, yi, yw, dt.type(1.0 / h2), dt.type(1.0), out, _VJP_BLOCK)
     return out.reshape(u.shape)
 
 
-def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0):
+def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0, diffusivity="charbonnier"):
     up, B, C = _planes(u)
     dt = u.dtype
     res = np.empty_like(up)
     il = np.asarray(inv_lam2, dtype=np.float64) / (spacing * spacing)
-    _g2_kernel(up, _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt), dt.type(1.0), res)
+    _g2_kernel(up, _family(diffusivity), _per_plane(alpha, B, C, dt), _per_plane(il, B, C, dt),
+               dt.type(1.0), res)
     return res.reshape(u.shape)
 
 
 def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None, work=None):
     """Same contract as :func:`.numpy_backend.em_step`; ``out``/``work`` are optional buffers of
     u's shape (the simulation loop reuses them)."""
+    c = as_coefficients(coef)
+    f1, f2 = FAMILIES[c.diffusivity1], FAMILIES[c.diffusivity2]
     up, B, C = _planes(u)
     dtype = u.dtype
     dWp = np.ascontiguousarray(dW, dtype=dtype).reshape(up.shape)
@@ -592,29 +719,27 @@ def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None
     h = float(spacing)
     cons = stencil == "conservative"
     scale = np.array([1.0, 1.0 if cons else 1.0 / (h * h), 1.0, 1.0 / (h * h)])[:, None]
-    table = np.stack([coef["alpha1"], coef["inv_lam1"], coef["alpha2"], coef["inv_lam2"]]).astype(np.float64)
+    table = np.stack([c.alpha1, c.inv_lam1, c.alpha2, c.inv_lam2]).astype(np.float64)
     a1, il1p, a2, il2p = _per_plane(table * scale, B, C, dtype)
     one = dtype.type(1.0)
     if not cons and C * u.shape[2] * u.shape[3] <= _SAMPLE_TASK_MAX:
         gamma, norm = taming if taming is not None else (1.0, "l2")
         probe = _em_sample_kernel(
-            up, dWp, C, float(dt), taming is not None, float(gamma), norm == "rms", a1, il1p, a2, il2p,
+            up, dWp, C, float(dt), taming is not None, float(gamma), norm == "rms", f1, a1, il1p, f2, a2, il2p,
             dtype.type(1.0 / (h * h)), one, res,
         )
     elif taming is None:
         probe = _em_fused_kernel(
-            up, dWp, dtype.type(dt), a1, il1p, a2, il2p, cons,
+            up, dWp, dtype.type(dt), f1, a1, il1p, f2, a2, il2p, cons,
             dtype.type(1.0 / h), dtype.type(1.0 / (h * h)), one, res,
         )
     else:
         gamma, norm = taming
         b = np.empty_like(up) if work is None else work.reshape(up.shape)
-        ssq = _drift_kernel(up, a1, il1p, cons, dtype.type(1.0 / h), dtype.type(1.0 / (h * h)), one, b)
-        s = ssq.reshape(B, -1).sum(axis=1)
-        if norm == "rms":
-            s = s / (C * u.shape[2] * u.shape[3])
-        factor = dt / (1.0 + dt * np.sqrt(s) ** gamma)
-        probe = _update_kernel(up, b, dWp, _per_plane(factor, B, C, dtype), a2, il2p, one, res)
+        ssq = _drift_kernel(up, f1, a1, il1p, cons, dtype.type(1.0 / h), dtype.type(1.0 / (h * h)), one, b)
+        norms = operators.norm_from_squares(ssq.reshape(B, -1).sum(axis=1), C * u.shape[2] * u.shape[3], norm)
+        factor = operators.tamed_step(dt, norms, gamma)
+        probe = _update_kernel(up, b, dWp, _per_plane(factor, B, C, dtype), f2, a2, il2p, one, res)
     return res.reshape(u.shape), bool(np.isfinite(probe.sum()))
 
 

@@ -4,7 +4,9 @@ tested against.
 Arrays are ``(B, C, H, W)``; per-sample coefficients are arrays of shape ``(B,)``. The
 coefficient arguments follow eq. (9), g(t, x) = alpha / sqrt(1 + |x / lambda|^2), and are passed as
 ``alpha`` and ``inv_lam2 = 1 / lambda^2`` (exactly 0 for lambda = inf, so the isotropic limit
-never produces NaN).
+never produces NaN); ``diffusivity`` names the family of g (:mod:`spdekit.operators`, where g, its
+derivative, the central differences and the taming factor are defined). The contract this module
+implements: :mod:`.base`.
 
 Paper stencil (eq. 35-36) and its Neumann closure
 --------------------------------------------------
@@ -45,9 +47,14 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
+from .. import operators
+from ..operators import sample_norms, taming_factor  # noqa: F401  (part of this backend's API)
 from . import stencil_tables
+from .base import as_coefficients
 
 name = "numpy"
+CAPABILITIES = frozenset({"drift_vjp"})
+_central = operators.central  # the name reverse.py and older code import
 
 
 def _col(a, like):
@@ -59,59 +66,47 @@ def _col(a, like):
     return np.minimum(np.asarray(a, dtype=np.float64), big).astype(like.dtype).reshape((-1,) + (1,) * (like.ndim - 1))
 
 
-def g(alpha, inv_lam2, gx, gy):
-    """Eq. (9): g(t, x) = alpha / sqrt(1 + |x|^2 / lambda^2), with inv_lam2 = 1 / lambda^2."""
-    return alpha / np.sqrt(1 + (gx * gx + gy * gy) * inv_lam2)
+def g(alpha, inv_lam2, gx, gy, diffusivity="charbonnier"):
+    """Eq. (9) of the gradient components (gx, gy): :func:`spdekit.operators.g` of s = gx^2 + gy^2."""
+    return operators.g(alpha, inv_lam2, gx * gx + gy * gy, diffusivity)
 
 
-def _central(u, axis, mode):
-    """Unscaled central difference u[k+1] - u[k-1] along ``axis``.
-
-    mode="edge": clamped indices (one-sided difference on the border nodes);
-    mode="reflect": mirror closure (exactly 0 on the border nodes).
-    """
-    pad = [(0, 0)] * u.ndim
-    pad[axis] = (1, 1)
-    p = np.pad(u, pad, mode=mode)
-    n = u.shape[axis]
-    return np.take(p, np.arange(2, n + 2), axis=axis) - np.take(p, np.arange(0, n), axis=axis)
-
-
-def paper_diffusivities(u, alpha, inv_lam2):
+def paper_diffusivities(u, alpha, inv_lam2, diffusivity="charbonnier"):
     """The diffusivities of eq. (35)-(36), padded with the mirror ghosts.
 
     Returns ``cx`` of shape (..., H, W+2) and ``cy`` of shape (..., H+2, W): cx[..., y, x+1] is
     the diffusivity of node (y, x) seen from its x-neighbours, cx[..., y, 0] and cx[..., y, -1]
-    are the left and right ghosts; likewise cy along y.
+    are the left and right ghosts; likewise cy along y. ``diffusivity``: the family of g1.
     """
     dx_clamp, dy_clamp = _central(u, -1, "edge"), _central(u, -2, "edge")
     dx_mirror, dy_mirror = _central(u, -1, "reflect"), _central(u, -2, "reflect")
     zero_x = np.zeros_like(dy_mirror[..., :, :1])
     zero_y = np.zeros_like(dx_mirror[..., :1, :])
+    f = diffusivity
     cx = np.concatenate(
         [
-            g(alpha, inv_lam2, zero_x, dy_mirror[..., :, 1:2]),  # ghost left of x = 0
-            g(alpha, inv_lam2, dx_clamp, dy_mirror),
-            g(alpha, inv_lam2, zero_x, dy_mirror[..., :, -2:-1]),  # ghost right of x = W-1
+            g(alpha, inv_lam2, zero_x, dy_mirror[..., :, 1:2], f),  # ghost left of x = 0
+            g(alpha, inv_lam2, dx_clamp, dy_mirror, f),
+            g(alpha, inv_lam2, zero_x, dy_mirror[..., :, -2:-1], f),  # ghost right of x = W-1
         ],
         axis=-1,
     )
     cy = np.concatenate(
         [
-            g(alpha, inv_lam2, dx_mirror[..., 1:2, :], zero_y),  # ghost before y = 0
-            g(alpha, inv_lam2, dx_mirror, dy_clamp),
-            g(alpha, inv_lam2, dx_mirror[..., -2:-1, :], zero_y),  # ghost after y = H-1
+            g(alpha, inv_lam2, dx_mirror[..., 1:2, :], zero_y, f),  # ghost before y = 0
+            g(alpha, inv_lam2, dx_mirror, dy_clamp, f),
+            g(alpha, inv_lam2, dx_mirror[..., -2:-1, :], zero_y, f),  # ghost after y = H-1
         ],
         axis=-2,
     )
     return cx, cy
 
 
-def drift_paper(u, alpha, inv_lam2, spacing=1.0):
+def drift_paper(u, alpha, inv_lam2, spacing=1.0, diffusivity="charbonnier"):
     """Eq. (35)-(36): b_i = sum over neighbours of c(n) (u_n - u_i) / h^2 (closure: module doc)."""
     a = _col(alpha, u)
     il = _col(np.asarray(inv_lam2) / (spacing * spacing), u)
-    cx, cy = paper_diffusivities(u, a, il)
+    cx, cy = paper_diffusivities(u, a, il, diffusivity)
     ux = np.pad(u, [(0, 0)] * (u.ndim - 1) + [(1, 1)], mode="reflect")  # mirror ghosts along x
     uy = np.pad(u, [(0, 0)] * (u.ndim - 2) + [(1, 1), (0, 0)], mode="reflect")
     b = (
@@ -123,7 +118,7 @@ def drift_paper(u, alpha, inv_lam2, spacing=1.0):
     return b / (spacing * spacing)
 
 
-def drift_conservative(u, alpha, inv_lam2, spacing=1.0):
+def drift_conservative(u, alpha, inv_lam2, spacing=1.0, diffusivity="charbonnier"):
     """Flux form div(g1(grad u) grad u) with zero flux through the border (module doc)."""
     h = spacing
     a = _col(alpha, u)
@@ -132,10 +127,10 @@ def drift_conservative(u, alpha, inv_lam2, spacing=1.0):
     # faces between x and x+1: normal and tangential gradient components
     dn_x = (u[..., :, 1:] - u[..., :, :-1]) / h
     dt_x = (dy_mirror[..., :, 1:] + dy_mirror[..., :, :-1]) / (4 * h)
-    flux_x = g(a, il, dn_x, dt_x) * dn_x
+    flux_x = g(a, il, dn_x, dt_x, diffusivity) * dn_x
     dn_y = (u[..., 1:, :] - u[..., :-1, :]) / h
     dt_y = (dx_mirror[..., 1:, :] + dx_mirror[..., :-1, :]) / (4 * h)
-    flux_y = g(a, il, dt_y, dn_y) * dn_y
+    flux_y = g(a, il, dt_y, dn_y, diffusivity) * dn_y
     zx = np.zeros_like(flux_x[..., :, :1])
     zy = np.zeros_like(flux_y[..., :1, :])
     fx = np.concatenate([zx, flux_x, zx], axis=-1)  # zero flux on the left/right border faces
@@ -143,16 +138,19 @@ def drift_conservative(u, alpha, inv_lam2, spacing=1.0):
     return ((fx[..., :, 1:] - fx[..., :, :-1]) + (fy[..., 1:, :] - fy[..., :-1, :])) / h
 
 
-def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0):
+def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None, diffusivity="charbonnier"):
+    """The drift by ``stencil`` with g1 of the family ``diffusivity`` (``out`` is accepted for
+    interface parity with the fused backends and ignored)."""
     if stencil == "paper":
-        return drift_paper(u, alpha, inv_lam2, spacing)
-    return drift_conservative(u, alpha, inv_lam2, spacing)
+        return drift_paper(u, alpha, inv_lam2, spacing, diffusivity)
+    return drift_conservative(u, alpha, inv_lam2, spacing, diffusivity)
 
 
-def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
+def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0, diffusivity="charbonnier"):
     """J^T w with J = d b / d u the Jacobian of the drift (either stencil) at u: the adjoint sum of
     :mod:`.stencil_tables` (the stencil as index tables; the paper stencil is not symmetric, so
-    J^T != J). u, w: (B, C, H, W); per-sample alpha, inv_lam2 of shape (B,)."""
+    J^T != J). u, w: (B, C, H, W); per-sample alpha, inv_lam2 of shape (B,); g1 of the family
+    ``diffusivity``, its derivative :func:`spdekit.operators.dg_ds`."""
     tabs = stencil_tables.tables(u.shape[-2:], stencil)
     nb, xi, xw, yi, yw = tabs
     flat = u.reshape(u.shape[:-2] + (-1,))
@@ -162,37 +160,22 @@ def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0):
     out = np.zeros_like(flat)
     lead = (slice(None),) * (flat.ndim - 1)
     for d in range(stencil_tables.N_DIRECTIONS):
-        X, Y, q, c = stencil_tables.diffusivity(flat, tabs, d, a, il)
+        X, Y, s, c = stencil_tables.diffusivity(flat, tabs, d, a, il, diffusivity)
         np.add.at(out, lead + (nb[d],), wf * c)
         out -= wf * c
-        r = wf * (flat[..., nb[d]] - flat) * (-a * il / (q * np.sqrt(q)))  # w (u_n - u_i) dg/dX / X
+        # w (u_n - u_i) (dc/dX) / X, dc/dX = 2 X dg/ds
+        r = wf * (flat[..., nb[d]] - flat) * (2 * operators.dg_ds(a, il, s, diffusivity))
         for t in range(stencil_tables.N_TERMS):
             np.add.at(out, lead + (xi[d, :, t],), r * X * xw[d, :, t])
             np.add.at(out, lead + (yi[d, :, t],), r * Y * yw[d, :, t])
     return (out / (spacing * spacing)).reshape(u.shape)
 
 
-def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0):
+def diffusion_amplitude(u, alpha, inv_lam2, spacing=1.0, diffusivity="charbonnier"):
     """Eq. (37): g2 at each node from its mirrored central differences (0 across a border)."""
     a = _col(alpha, u)
     il = _col(np.asarray(inv_lam2) / (spacing * spacing), u)
-    return g(a, il, _central(u, -1, "reflect"), _central(u, -2, "reflect"))
-
-
-def sample_norms(b, norm="l2"):
-    """Per-sample norm of b over all non-batch axes: 'l2' (Euclidean) or 'rms' (root mean square).
-    Works for numpy and cupy arrays (numpy ufuncs dispatch)."""
-    b2 = np.square(b.astype(np.float64)).reshape(b.shape[0], -1)
-    s = b2.sum(axis=1) if norm == "l2" else b2.mean(axis=1)
-    return np.sqrt(s)
-
-
-def taming_factor(b, dt, taming):
-    """Per-sample step factor of eq. (39): dt / (1 + dt ||b||^gamma), or dt untamed."""
-    if taming is None:
-        return np.full(b.shape[0], float(dt))
-    gamma, norm = taming
-    return dt / (1.0 + dt * sample_norms(b, norm) ** gamma)
+    return g(a, il, _central(u, -1, "reflect"), _central(u, -2, "reflect"), diffusivity)
 
 
 def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None, work=None):
@@ -201,13 +184,15 @@ def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None
         u+ = u + dt * b / (1 + dt * ||b||^gamma) + g2 * dW          (taming = (gamma, norm))
         u+ = u + dt * b + g2 * dW                                     (taming = None)
 
-    ``coef`` holds per-sample arrays ``alpha1, inv_lam1, alpha2, inv_lam2``; ``dW`` is the
-    Q-Wiener increment (covariance dt * Q). Returns (u+, all_finite). ``out``/``work`` are
+    ``coef`` is a :class:`.base.Coefficients` record (per-sample arrays ``alpha1, inv_lam1, alpha2,
+    inv_lam2`` and the two families; a dict with those four keys means Charbonnier's g); ``dW`` is
+    the Q-Wiener increment (covariance dt * Q). Returns (u+, all_finite). ``out``/``work`` are
     accepted for interface parity with the fused backends and ignored.
     """
-    b = drift(u, coef["alpha1"], coef["inv_lam1"], stencil, spacing)
+    c = as_coefficients(coef)
+    b = drift(u, c.alpha1, c.inv_lam1, stencil, spacing, diffusivity=c.diffusivity1)
     factor = _col(taming_factor(b, dt, taming), u)
-    g2 = diffusion_amplitude(u, coef["alpha2"], coef["inv_lam2"], spacing)
+    g2 = diffusion_amplitude(u, c.alpha2, c.inv_lam2, spacing, c.diffusivity2)
     new = u + factor * b + g2 * dW
     return new, bool(np.isfinite(new).all())
 

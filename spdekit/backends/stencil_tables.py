@@ -4,7 +4,7 @@ Each stencil of :mod:`.numpy_backend` (paper, eq. 35-36; conservative flux form)
 node i and for each of its four neighbour directions d,
 
     b_i = (1 / h^2) sum_d c_{d,i} (u[nb_{d,i}] - u_i),
-    c_{d,i} = g(alpha, inv_lam2 / h^2, X_{d,i}, Y_{d,i})          (eq. 9),
+    c_{d,i} = g(alpha, inv_lam2 / h^2, X_{d,i}^2 + Y_{d,i}^2)    (eq. 9, any family of spdekit.operators),
     X_{d,i} = sum_r xw[d,i,r] u[xi[d,i,r]],   Y_{d,i} = sum_r yw[d,i,r] u[yi[d,i,r]]   (r < 4),
 
 with X, Y the two (unscaled) difference components g1 sees:
@@ -22,8 +22,8 @@ The tables are built from the module doc of :mod:`.numpy_backend` and tested to 
 
     (J^T w)_j = sum_i w_i d b_i / d u_j
               = (1/h^2) sum_{d,i} [ w_i c_{d,i} (delta_{j, nb} - delta_{j, i})
-                                   + w_i (u[nb] - u_i) (dg/dX dX/du_j + dg/dY dY/du_j) ],
-    dg/dX = -alpha il X (1 + (X^2 + Y^2) il)^(-3/2),   il = inv_lam2 / h^2,
+                                   + w_i (u[nb] - u_i) (dc/dX dX/du_j + dc/dY dY/du_j) ],
+    dc/dX = 2 X g'(X^2 + Y^2),   g' = dg/ds (:func:`spdekit.operators.dg_ds`),   il = inv_lam2 / h^2,
 
 is then a scatter over the tables: :func:`.numpy_backend.drift_vjp` (reference) and the numba kernel
 run exactly this loop. It is what a path-space score target needs (genmodel's "path" loss): the
@@ -35,6 +35,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+
+from .. import operators
 
 N_DIRECTIONS = 4
 N_TERMS = 4
@@ -118,17 +120,17 @@ def tables(shape: tuple, stencil: str):
     return nb, xi, xw, yi, yw
 
 
-def diffusivity(flat, tabs, d, a, il):
-    """(X, Y, q, c) of direction d for flat fields (..., D): the two differences, q = 1 + (X^2 + Y^2) il
-    and c = a / sqrt(q) (eq. 9)."""
+def diffusivity(flat, tabs, d, a, il, family="charbonnier"):
+    """(X, Y, s, c) of direction d for flat fields (..., D): the two differences, s = X^2 + Y^2 and
+    c = g(a, il, s) of the diffusivity ``family`` (eq. 9, :func:`spdekit.operators.g`)."""
     nb, xi, xw, yi, yw = tabs
     X = (flat[..., xi[d]] * xw[d]).sum(-1)
     Y = (flat[..., yi[d]] * yw[d]).sum(-1)
-    q = 1 + (X * X + Y * Y) * il
-    return X, Y, q, a / np.sqrt(q)
+    s = X * X + Y * Y
+    return X, Y, s, operators.g(a, il, s, family)
 
 
-def forward(u, alpha, inv_lam2, stencil, spacing=1.0):
+def forward(u, alpha, inv_lam2, stencil, spacing=1.0, family="charbonnier"):
     """The drift from the tables (numpy, (B, C, H, W) or (H, W) with scalar coefficients per sample):
     only for testing the tables against the stencils of :mod:`.numpy_backend`."""
     u = np.asarray(u)
@@ -140,6 +142,6 @@ def forward(u, alpha, inv_lam2, stencil, spacing=1.0):
     il = il.reshape((-1,) + (1,) * (flat.ndim - 1)) if np.ndim(il) else il
     b = np.zeros_like(flat)
     for d in range(N_DIRECTIONS):
-        c = diffusivity(flat, tabs, d, a, il)[3]
+        c = diffusivity(flat, tabs, d, a, il, family)[3]
         b = b + c * (flat[..., nb[d]] - flat)
     return (b / spacing**2).reshape(u.shape)
