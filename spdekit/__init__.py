@@ -12,6 +12,7 @@ from .backends import get_backend
 from .brownian import BrownianPath
 from .convergence import ConvergenceResult, OrderFit, convergence_study, plot_convergence, strong_order, weak_order
 from .grid import Grid
+from .implicit import AOSEulerMaruyama, LinearlyImplicitTheta
 from .linear import LinearChain
 from .noise import CirculantEmbedding, QWienerNoise
 from .reference import GaussianReference
@@ -19,11 +20,13 @@ from .reverse import ReverseSDE
 from .simulate import SimulationDiverged, simulate
 from .solvers import EulerMaruyama, Solver, TamedEulerMaruyama
 from .spde import AnisotropicSPDE, StabilityWarning
+from .steps import StabilityBoundSteps, StepSchedule
 from .store import DamagedFileError
 from .trajectory import Trajectory, open_trajectory
 
 __all__ = [
     "__version__",
+    "AOSEulerMaruyama",
     "AnisotropicSPDE",
     "BrownianPath",
     "ConvergenceResult",
@@ -34,11 +37,14 @@ __all__ = [
     "GaussianReference",
     "Grid",
     "LinearChain",
+    "LinearlyImplicitTheta",
     "QWienerNoise",
     "ReverseSDE",
     "SimulationDiverged",
     "Solver",
+    "StabilityBoundSteps",
     "StabilityWarning",
+    "StepSchedule",
     "TamedEulerMaruyama",
     "Trajectory",
     "convergence",

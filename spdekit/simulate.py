@@ -14,6 +14,7 @@ from .backends import get_backend
 from .random import SampleStreams
 from .solvers import Solver, TamedEulerMaruyama
 from .spde import AnisotropicSPDE, as_batch
+from .steps import StepSchedule
 from .store import TrajectoryWriter
 from .threads import ThreadPolicy, check_threads
 from .trajectory import Trajectory
@@ -46,6 +47,58 @@ def n_steps_for(t0: float, t1: float, dt: float) -> int:
             f"(e.g. dt={(t1 - t0) / m:.12g} gives {m} steps)"
         )
     return n
+
+
+def time_grid(spde, t0, t1, dt, save_times=None):
+    """(grid, t0, t1, dt, schedule): the step boundaries of a run. A fixed ``dt`` gives t0 + k dt
+    (dt must divide t1 - t0; save_times must lie on that grid) and schedule None; a
+    :class:`spdekit.steps.StepSchedule` gives its grid through every save time, dt = 0.0 and itself."""
+    if isinstance(dt, StepSchedule):
+        t0, t1 = check_real("t0", t0), check_real("t1", t1)
+        if not t1 > t0:
+            raise ValueError(f"t1 must be > t0, got t0={t0}, t1={t1}")
+        if not (hasattr(spde, "alpha1") and hasattr(spde, "spacing")):
+            raise TypeError(f"dt={dt!r} follows alpha1 of an AnisotropicSPDE; {type(spde).__name__} has none: "
+                            f"give a fixed dt")
+        stops = _check_save_times(save_times, t0, t1)
+        return dt.grid(spde, t0, t1, stops), t0, t1, 0.0, dt
+    if isinstance(dt, str):
+        raise TypeError(f"dt must be a number or a spdekit.steps.StepSchedule (e.g. "
+                        f"spdekit.StabilityBoundSteps(cfl=0.9)); got {dt!r}")
+    n = n_steps_for(t0, t1, dt)
+    t0, t1, dt = float(t0), float(t1), float(dt)
+    grid = t0 + dt * np.arange(n + 1)
+    for s in _check_save_times(save_times, t0, t1):
+        k = (s - t0) / dt
+        if abs(k - round(k)) > 1e-6:
+            raise ValueError(f"save_times must lie on the step grid t0 + k dt (dt = {dt:g}); {s:g} does not")
+    return grid, t0, t1, dt, None
+
+
+def _check_save_times(save_times, t0, t1):
+    if save_times is None:
+        return []
+    vals = [check_real("save_times entries", v) for v in np.atleast_1d(np.asarray(save_times, dtype=object))]
+    bad = [v for v in vals if not t0 < v <= t1 + 1e-12 * max(1.0, abs(t1))]
+    if bad:
+        raise ValueError(f"save_times must lie in (t0, t1] = ({t0:g}, {t1:g}]; got {bad[0]:g}")
+    return sorted(set(vals))
+
+
+def _save_flags(grid, save_every, save_times):
+    """Which grid points (index 0..n) are saved: the last always; every save_every-th step, or the
+    points nearest to save_times (they are on the grid: time_grid checked it)."""
+    n = len(grid) - 1
+    flags = np.zeros(n + 1, dtype=bool)
+    flags[n] = True
+    if save_every is not None:
+        every = check_int("save_every", save_every, minimum=1)
+        flags[np.arange(every, n + 1, every)] = True
+    elif save_times is not None:
+        for s in np.atleast_1d(np.asarray(save_times, dtype=np.float64)):
+            flags[int(np.argmin(np.abs(grid - s)))] = True
+    flags[0] = False
+    return flags
 
 
 class _Increments:
@@ -97,7 +150,7 @@ def simulate(
     u0,
     t0: float,
     t1: float,
-    dt: float,
+    dt,
     solver: Solver | None = None,
     save_every: int | None = None,
     seed=None,
@@ -107,16 +160,27 @@ def simulate(
     attrs: dict | None = None,
     out=None,
     threads="auto",
+    save_times=None,
 ) -> Trajectory:
-    """Integrate the discretised SPDE from ``t0`` to ``t1`` with fixed step ``dt``.
+    """Integrate the discretised SPDE from ``t0`` to ``t1`` with a fixed step ``dt`` or a variable
+    time grid.
 
     Parameters
     ----------
     spde : :class:`spdekit.AnisotropicSPDE` (or any problem with drift/noise_term/noise).
     u0 : initial state, (H, W) or (B, C, H, W), float32 or float64 (the dtype is kept).
-    solver : :class:`TamedEulerMaruyama` (default) or :class:`EulerMaruyama`.
+    dt : the fixed step (it must divide t1 - t0), or a :class:`spdekit.steps.StepSchedule` such as
+        ``spdekit.StabilityBoundSteps(cfl=0.9)``: steps that follow the explicit stability bound
+        h^2 / (4 alpha1(t)) of an AnisotropicSPDE (:mod:`spdekit.steps`). A variable-step trajectory
+        records ``dt = 0`` and its schedule and step count in ``attrs["steps"]``.
+    solver : :class:`TamedEulerMaruyama` (default), :class:`EulerMaruyama`, or a stiff-stable solver
+        (:class:`spdekit.LinearlyImplicitTheta`, :class:`spdekit.AOSEulerMaruyama`: no stability
+        warning for a dt above the explicit bound).
     save_every : save the state every this many steps (the initial and final states are always
         saved); None saves only those two.
+    save_times : times in (t0, t1] at which to save the state (t0 and t1 are always saved), instead
+        of ``save_every``. With a fixed dt they must lie on the grid t0 + k dt; a step schedule
+        lands on each of them.
     seed : seed for the Wiener increments: sample b draws from its own stream
         (:mod:`spdekit.random`), so a seed gives the same path on every backend, for every batch size
         and thread count. A numpy Generator is also accepted (one stream for the whole batch).
@@ -137,17 +201,20 @@ def simulate(
     solver = TamedEulerMaruyama() if solver is None else solver
     if not isinstance(solver, Solver):
         raise TypeError(f"solver must be an spdekit Solver, got {type(solver).__name__}")
-    n_steps = n_steps_for(t0, t1, dt)
-    t0, t1, dt = float(t0), float(t1), float(dt)
-    if save_every is None:
-        save_every = n_steps
-    save_every = check_int("save_every", save_every, minimum=1)
+    if save_every is not None and save_times is not None:
+        raise ValueError("give save_every or save_times, not both")
+    grid, t0, t1, dt, schedule = time_grid(spde, t0, t1, dt, save_times)
+    n_steps = len(grid) - 1
+    save_at = _save_flags(grid, save_every, save_times)
     threads = check_threads(threads)
     be = get_backend(backend, as_native(u0)[0])
+    if schedule is not None:  # a variable grid (dt = 0): the trajectory records its schedule
+        attrs = {**dict(attrs or {}), "steps": {**schedule.to_dict(), "n_steps": n_steps}}
 
     if isinstance(spde, AnisotropicSPDE):
         spde.check_state(u0)
-        spde.check_dt(dt, t0, t1)
+        if dt > 0 and not getattr(solver, "stiff_stable", False):
+            spde.check_dt(dt, t0, t1)
         u = as_batch(u0)[0].copy()  # always (B, C, H, W) inside the loop; numpy or cupy
     else:
         u = as_native(u0)[0].copy()
@@ -166,8 +233,7 @@ def simulate(
         buffers = {"out": np.empty_like(u), "work": np.empty_like(u)}
     fast = {}
     if isinstance(spde, AnisotropicSPDE):  # validated once above: skip per-step checks and schedules
-        step_times = t0 + dt * np.arange(n_steps)
-        table = spde.coefficient_table(step_times, u.shape[0]) if n_steps <= 100_000 else None
+        table = spde.coefficient_table(grid[:-1], u.shape[0]) if n_steps <= 100_000 else None
         fast = {"checked": True}
 
     def partial(k, t, reason):
@@ -184,27 +250,29 @@ def simulate(
         for k in range(n_steps):
             if be.name == "numba":
                 policy.tick()
-            t = t0 + k * dt
-            dW = incr(k, t, dt)
+            t, t_next = float(grid[k]), float(grid[k + 1])
+            h = dt if dt > 0 else t_next - t
+            dW = incr(k, t, h)
             if fast:
                 fast["coef"] = table[k] if table is not None else None
-            new, finite = solver.step(spde, t, u, dt, dW, backend=be, **fast, **buffers)
+            new, finite = solver.step(spde, t, u, h, dW, backend=be, **fast, **buffers)
             if not finite:
-                traj = partial(k + 1, t + dt, "non-finite state")
+                traj = partial(k + 1, t_next, "non-finite state")
                 finish(False, traj.stopped_at)
                 raise SimulationDiverged(
-                    f"simulation diverged at step {k + 1} of {n_steps} (t = {t + dt:.6g}): the state is "
+                    f"simulation diverged at step {k + 1} of {n_steps} (t = {t_next:.6g}): the state is "
                     f"no longer finite. {len(times)} saved states up to t = {times[-1]:.6g} are kept in "
-                    f"exc.trajectory. Reduce dt (stability bound h^2/(4 max alpha1)) or use the tamed solver.",
-                    step=k + 1, time=t + dt, trajectory=traj,
+                    f"exc.trajectory. Reduce dt (stability bound h^2/(4 max alpha1)), use the tamed solver or a "
+                    f"stiff-stable one (spdekit.LinearlyImplicitTheta).",
+                    step=k + 1, time=t_next, trajectory=traj,
                 )
             if buffers:
                 buffers["out"], u = u, new  # ping-pong between two buffers
             else:
                 u = new
-            reached["step"], reached["time"] = k + 1, t0 + (k + 1) * dt
-            if (k + 1) % save_every == 0 or k + 1 == n_steps:
-                times.append(t0 + (k + 1) * dt)
+            reached["step"], reached["time"] = k + 1, t_next
+            if save_at[k + 1]:
+                times.append(t_next)
                 states.append(to_host(u).copy())
                 if writer is not None:
                     writer.append(times[-1], states[-1])

@@ -14,6 +14,9 @@ The paper's eq. (39) prints b / (1 + dt ||b||^gamma) without the dt in the numer
 typo (as printed the scheme is not consistent with the SDE: for small b it adds b instead of
 dt * b). gamma = 1 is HJK's scheme; ||.|| is taken per sample over all non-batch axes, either the
 Euclidean norm ("l2", as in HJK) or the root mean square ("rms", resolution independent).
+
+Stiff-stable solvers (stable at any dt, ``stiff_stable = True``): :class:`spdekit.LinearlyImplicitTheta`
+and :class:`spdekit.AOSEulerMaruyama`, defined in :mod:`spdekit.implicit` and registered here.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Solver:
     coefficients (EM: 1/2 strong for multiplicative noise, 1 for additive noise; 1 weak)."""
 
     name = "solver"
+    #: True for solvers stable at any dt (spdekit.implicit); the explicit ones need dt <= h^2/(4 max alpha1)
+    stiff_stable = False
     strong_order = 0.5
     strong_order_additive = 1.0
     weak_order = 1.0
@@ -93,9 +98,13 @@ class TamedEulerMaruyama(Solver):
         return f"TamedEulerMaruyama(gamma={self.gamma}, norm={self.norm!r})"
 
 
-SOLVERS = {"euler_maruyama": EulerMaruyama, "tamed_euler_maruyama": TamedEulerMaruyama}
+from .implicit import AOSEulerMaruyama, LinearlyImplicitTheta  # noqa: E402  (they subclass Solver)
+
+SOLVERS = {"euler_maruyama": EulerMaruyama, "tamed_euler_maruyama": TamedEulerMaruyama,
+           "linearly_implicit_theta": LinearlyImplicitTheta, "aos_euler_maruyama": AOSEulerMaruyama}
 ALIASES = {"em": "euler_maruyama", "euler": "euler_maruyama", "tamed": "tamed_euler_maruyama",
-           "tamed_em": "tamed_euler_maruyama"}
+           "tamed_em": "tamed_euler_maruyama", "theta": "linearly_implicit_theta",
+           "implicit": "linearly_implicit_theta", "aos": "aos_euler_maruyama"}
 
 
 def solver_from_dict(d) -> Solver:

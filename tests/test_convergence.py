@@ -157,3 +157,22 @@ def test_bad_ladders_raise():
         strong_order(GinzburgLandau(), 1.0, 0.0, 1.0, [0.25, 0.125], EulerMaruyama(), n_paths=10, reference="exact")
     with pytest.raises(ValueError, match="batch axis"):
         strong_order(gbm, np.ones(1), 0.0, 1.0, [0.25, 0.125], EulerMaruyama())
+
+
+def test_stiff_solvers_in_the_convergence_tools():
+    """A ladder above the explicit bound raises no StabilityWarning for a stiff-stable solver, and the
+    lockstep ladder equals simulate on the same path for it too."""
+    import warnings
+
+    from spdekit import LinearlyImplicitTheta
+
+    heat = LinearHeatEquation(alpha1=4.0, alpha2=1.0)  # explicit bound 1/16
+    u0 = np.random.default_rng(0).standard_normal((3, 1, 6, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = run_ladder(heat, u0, 0.0, 1.0, [0.25, 0.125], LinearlyImplicitTheta(rtol=1e-12), seed=7,
+                         backend="numpy")
+    traj = simulate(heat, u0, 0.0, 1.0, 0.25, LinearlyImplicitTheta(rtol=1e-12), brownian=res["path"],
+                    backend="numpy")
+    assert np.array_equal(traj.final, res["final"][0])
+    assert np.all(res["diverged"] == 0)

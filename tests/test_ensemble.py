@@ -104,3 +104,16 @@ def test_bad_arguments(spde, u0):
         ensemble(spde, u0, 0, 0.0, 0.2, 1e-3)
     with pytest.raises(ValueError, match="u0 must be"):
         ensemble(spde, u0[0], 4, 0.0, 0.2, 1e-3)
+
+
+def test_stiff_solver_in_an_ensemble_equals_a_direct_simulation(spde, u0):
+    dt = 0.05  # 3.2 times the explicit bound of this 8x8 preset
+    solver = sk.LinearlyImplicitTheta()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        got = ensemble(spde, u0, 12, 0.0, 0.2, dt, solver=solver, seed=4, chunk_size=5, client=client,
+                       statistics=("mean",))
+    assert '"linearly_implicit_theta"' in got.attrs["solver"]
+    direct = sk.simulate(spde, np.broadcast_to(u0, (12,) + u0.shape).copy(), 0.0, 0.2, dt, solver=solver, seed=4)
+    phi = direct.states.mean(axis=(-3, -2, -1))
+    np.testing.assert_allclose(got["mean"].sel(functional="mean_value").values, phi.mean(axis=1), rtol=1e-12)

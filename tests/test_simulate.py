@@ -86,3 +86,83 @@ def test_a_sample_path_does_not_depend_on_the_batch_it_runs_in(spde):
     big = sk.simulate(spde, u5, 0.0, 0.02, 1e-3, seed=11)
     small = sk.simulate(spde, u5[:3], 0.0, 0.02, 1e-3, seed=11)
     np.testing.assert_array_equal(big.final[:3], small.final)
+
+
+# ----------------------------------------------------------------------------- variable steps, save times
+
+
+def test_stability_bound_steps_follow_the_bound_and_land_on_the_save_times():
+    spde = sk.AnisotropicSPDE.paper_anisotropic(16)  # alpha1: 0.5 -> 32 over T = 2 (r = 64)
+    steps = sk.StabilityBoundSteps(cfl=0.9)
+    grid = steps.grid(spde, 0.0, 2.0, stops=[0.5, 1.0, 1.5])
+    dt = np.diff(grid)
+    bound = np.array([spde.stability_bound(a, b) for a, b in zip(grid[:-1], grid[1:])])
+    assert (dt <= 0.9 * bound * (1 + 1e-12)).all() and (dt > 0).all()
+    assert {0.5, 1.0, 1.5, 2.0} <= set(grid.tolist()) and grid[0] == 0.0
+    fixed = 2.0 / (0.9 * spde.stability_bound(0.0, 2.0))
+    r = 64.0
+    # the module doc's count, (1 - 1/r) / ln r of the fixed step's, up to the discreteness of 72 steps
+    assert len(dt) / fixed == pytest.approx((1 - 1 / r) / np.log(r), rel=0.1)
+    # a step is never a sliver before a stop: at least half the largest allowed step
+    assert (dt >= 0.5 * np.minimum.accumulate(dt[::-1])[::-1] * 0.999).all()
+
+
+def test_simulate_with_a_step_schedule_saves_at_the_requested_times(tmp_path):
+    spde = sk.AnisotropicSPDE.paper_anisotropic(16)
+    u0 = np.zeros((2, 1, 16, 16))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the schedule respects the bound: no StabilityWarning
+        tr = sk.simulate(spde, u0, 0.0, 2.0, sk.StabilityBoundSteps(0.9), solver=sk.EulerMaruyama(),
+                         save_times=[0.5, 1.0, 1.5], seed=1, out=tmp_path / "run.nc")
+    np.testing.assert_array_equal(tr.times, [0.0, 0.5, 1.0, 1.5, 2.0])
+    assert tr.dt == 0.0 and tr.attrs["steps"]["steps"] == "stability_bound" and tr.attrs["steps"]["cfl"] == 0.9
+    n = len(sk.StabilityBoundSteps(0.9).grid(spde, 0.0, 2.0, [0.5, 1.0, 1.5])) - 1
+    assert tr.attrs["steps"]["n_steps"] == n
+    assert np.isfinite(tr.final).all() and 0.02 < tr.final.std() < 0.5  # explicit EM, stable on every step
+    back = sk.open_trajectory(tmp_path / "run.nc")
+    np.testing.assert_array_equal(back.times, tr.times)
+    np.testing.assert_array_equal(back.final, tr.final)
+    # the increments of a step schedule come from the same per-sample streams: a sample's path does not
+    # depend on the batch it runs in
+    one = sk.simulate(spde, u0[1:], 0.0, 2.0, sk.StabilityBoundSteps(0.9), solver=sk.EulerMaruyama(),
+                      save_times=[0.5, 1.0, 1.5], seed=sk.random.SampleStreams(1, 1, first=1))
+    np.testing.assert_allclose(one.final[0], tr.final[1], rtol=0, atol=1e-12)
+
+
+def test_save_times_with_a_fixed_step(spde):
+    tr = sk.simulate(spde, _u0(), 0.0, 0.1, 1e-3, save_times=[0.025, 0.05], seed=0)
+    np.testing.assert_allclose(tr.times, [0.0, 0.025, 0.05, 0.1])
+    ref = sk.simulate(spde, _u0(), 0.0, 0.1, 1e-3, save_every=25, seed=0)
+    np.testing.assert_array_equal(tr.states, ref.states[[0, 1, 2, 4]])
+
+
+def test_bad_step_and_save_arguments_are_one_line_errors(spde):
+    with pytest.raises(ValueError, match=r"save_times must lie on the step grid t0 \+ k dt \(dt = 0.001\); 0.0125"):
+        sk.simulate(spde, _u0(), 0.0, 0.1, 1e-3, save_times=[0.0125])
+    with pytest.raises(ValueError, match=r"save_times must lie in \(t0, t1\]"):
+        sk.simulate(spde, _u0(), 0.0, 0.1, 1e-3, save_times=[0.2])
+    with pytest.raises(ValueError, match="give save_every or save_times, not both"):
+        sk.simulate(spde, _u0(), 0.0, 0.1, 1e-3, save_every=10, save_times=[0.05])
+    with pytest.raises(TypeError, match="dt must be a number or a spdekit.steps.StepSchedule"):
+        sk.simulate(spde, _u0(), 0.0, 0.1, "adaptive")
+    for cfl in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"cfl must (lie in \(0, 1\]|be a real number)"):
+            sk.StabilityBoundSteps(cfl)
+    with pytest.raises(TypeError, match="follows alpha1 of an AnisotropicSPDE"):
+        sk.simulate(sk.problems.OrnsteinUhlenbeck(), np.zeros(4), 0.0, 1.0, sk.StabilityBoundSteps())
+
+
+def test_stiff_solvers_take_large_steps_without_a_stability_warning(spde):
+    import warnings
+
+    dt = 0.1
+    assert dt > 10 * spde.stability_bound(0.0, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for solver in (sk.LinearlyImplicitTheta(), sk.AOSEulerMaruyama()):
+            tr = sk.simulate(spde, _u0(), 0.0, 0.5, dt, solver=solver, seed=0)
+            assert np.isfinite(tr.final).all() and np.abs(tr.final).max() < 3
+    with pytest.warns(sk.StabilityWarning):
+        sk.simulate(spde, _u0(), 0.0, 0.5, dt, solver=sk.TamedEulerMaruyama(), seed=0)
