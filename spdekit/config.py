@@ -23,7 +23,8 @@ path is relative to the config file's folder (the error names the path tried).
 ``run.dt`` above the explicit stability bound h^2 / (4 max alpha1) of the SPDE on [t0, t1] is an
 error naming the bound: the solution of such a run oscillates or grows without bound (taming keeps
 it finite, not accurate). ``run.allow_unstable_dt = true`` runs it anyway (to study the instability);
-the command line then warns and records ``unstable_dt`` in the trajectory's attributes.
+the command line then warns and records ``unstable_dt`` in the trajectory's attributes. The
+stiff-stable solvers (``run.solver = "theta"`` or ``"aos"``: :mod:`spdekit.implicit`) take any dt.
 Coefficients of a ``custom`` SPDE are numbers (``inf`` allowed) or schedule tables, e.g.
 ``alpha1 = {schedule = "geometric", vmin = 0.5, vmax = 128, T = 2.0}``. ``spde.diffusivity`` (any
 preset) names the family of g1 and g2 (:mod:`spdekit.operators`): ``"charbonnier"`` (eq. 9, the
@@ -79,7 +80,8 @@ SCHEMA = {
         "t0": (_NUM, "start time"),
         "t1": (_NUM, "end time (default: T)"),
         "dt": (_NUM, "time step > 0"),
-        "solver": ((str, dict), "'tamed', 'em' or a table {solver=..., gamma=..., norm=...}"),
+        "solver": ((str, dict), "'tamed', 'em', 'theta', 'aos' or a table {solver=..., ...} (e.g. {solver = "
+                                "'linearly_implicit_theta', theta = 0.5, rtol = 1e-6})"),
         "save_every": ((int,), "save every this many steps"),
         "seed": ((int,), "random seed"),
         "backend": ((str,), "'auto', 'numpy', 'numba' or 'cupy'"),
@@ -315,7 +317,7 @@ def build(data: dict, source: str = "config") -> RunConfig:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: run.solver: {exc}") from exc
     bound = spde.stability_bound(t0, t1)
-    if dt > bound and not run.get("allow_unstable_dt", False):
+    if dt > bound and not run.get("allow_unstable_dt", False) and not solver.stiff_stable:
         raise ConfigError(
             f"{source}: run.dt = {dt:g} exceeds the explicit stability bound h^2/(4 max alpha1) = {bound:.4g} of "
             f"this SPDE on [{t0:g}, {t1:g}]: the run would oscillate or blow up (taming keeps the values finite, "

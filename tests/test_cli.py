@@ -71,6 +71,34 @@ allow_unstable_dt = true
     assert not traj.completed and traj.stopped_at["reason"] == "non-finite state"
 
 
+@pytest.mark.parametrize("solver", ["theta", "aos", '{solver = "linearly_implicit_theta", theta = 1.0}'])
+def test_a_stiff_stable_solver_takes_a_step_above_the_explicit_bound(tmp_path, capsys, solver):
+    """run.solver = "theta"/"aos" at 20x the explicit bound: no refusal, no warning, a finite run; the
+    same dt with the explicit solver is refused, naming the bound."""
+    text = """
+[spde]
+preset = "paper_anisotropic"
+T = 2.0
+[initial]
+image = "camera"
+size = 16
+[run]
+dt = 0.05
+save_every = 20
+"""
+    cfg = tmp_path / "stiff.toml"
+    cfg.write_text(text + f"solver = {solver if solver.startswith('{') else repr(solver)}\n".replace("'", '"'))
+    out = tmp_path / "stiff.nc"
+    assert main(["simulate", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert "exceeds the explicit stability bound" not in capsys.readouterr().err
+    traj = sk.open_trajectory(out)
+    assert traj.completed and "unstable_dt" not in traj.attrs
+    assert len(traj) > 1 and np.isfinite(traj.states).all() and np.abs(traj.states).max() < 2
+    cfg.write_text(text + 'solver = "tamed"\n')
+    assert main(["simulate", str(cfg), "--out", str(tmp_path / "x.nc"), "--no-progress"]) == 2
+    assert "exceeds the explicit stability bound" in capsys.readouterr().err
+
+
 def test_plot_of_a_non_trajectory(tmp_path, capsys):
     bad = tmp_path / "bad.nc"
     bad.write_text("garbage")

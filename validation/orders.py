@@ -446,8 +446,27 @@ Second moments behind the left panel of the taming figure:
 
 {moments_table(mom)}
 {notes(all_rows, mom)}"""
+    text = text.rstrip("\n") + "\n" + kept_sections(path)
     with open(path, "w") as f:
         f.write(text)
+
+
+KEPT = ("stiff-solvers",)  # sections of docs/validation.md written by other scripts (validation/stiff_solvers.py)
+
+
+def kept_sections(path) -> str:
+    """The blocks between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` of the file being replaced,
+    for each NAME in :data:`KEPT`: other scripts write them, and this rewrite keeps them."""
+    try:
+        old = open(path).read()
+    except OSError:
+        return ""
+    out = []
+    for name in KEPT:
+        b, e = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if b in old and e in old:
+            out.append("\n" + old[old.index(b):old.index(e) + len(e)] + "\n")
+    return "".join(out)
 
 
 def main(argv=None):
