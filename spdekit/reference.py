@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_int
+from ._checks import array_module, check_int
 from .linear import LinearChain
 from .spectral import adjoint_modes, from_modes, to_modes
 
@@ -157,13 +157,13 @@ class GaussianReference:
     # ------------------------------------------------------------------ fields
     def score_modes(self, k: int, z):
         """s_k in mode coordinates: -(z - P_k m) / V_k, for z of shape (B, C, H, W)."""
-        m, V = self.marginal(k)
+        m, V = (_like(a, z) for a in self.marginal(k))  # host tables moved to z's device once per call
         return -(z - m) / V
 
     def score(self, k: int, u):
-        """The reference score at chain step k for node values u (B, C, H, W) (numpy, float64)."""
-        return from_modes(self.score_modes(k, to_modes(np.asarray(u, dtype=np.float64), "conservative")),
-                          "conservative")
+        """The reference score at chain step k for node values u (B, C, H, W) (float64, u's array module)."""
+        u = u.astype(np.float64) if array_module(u) is not np else np.asarray(u, dtype=np.float64)
+        return from_modes(self.score_modes(k, to_modes(u, "conservative")), "conservative")
 
     def _rates(self, t):
         t = float(t)
@@ -172,7 +172,7 @@ class GaussianReference:
     def reverse_drift_modes(self, t: float, z, s_z):
         """The reference's reverse drift (eq. 20) in modes at forward time t: alpha2^2 n s - alpha1 mu z."""
         a1, a2 = self._rates(t)
-        return a2 * a2 * self.noise_diag * s_z - a1 * self.mu * z
+        return a2 * a2 * _like(self.noise_diag, z) * s_z - a1 * _like(self.mu, z) * z
 
     def interpolation(self):
         """(a, sigma^2), each (K, H, W): the decay and noise rates of the reference chain's continuous-time
@@ -185,7 +185,7 @@ class GaussianReference:
     def flow_drift_modes(self, k: int, z, s_z):
         """The probability-flow drift of this reference's chain interpolation (module doc) in modes at
         chain step k: -a z - sigma^2 s / 2 (rates of :func:`centred_rates`)."""
-        a, q = centred_rates(*self.interpolation(), k)
+        a, q = (_like(r, z) for r in centred_rates(*self.interpolation(), k))
         return -a * z - 0.5 * q * s_z
 
     @property
@@ -304,16 +304,16 @@ class ChainFlow:
     def apply_x(self, k: int, x):
         """V (c_z o V^{-1} x)."""
         cz, _ = self.coefficients(k)
-        return from_modes(cz * to_modes(x, self.stencil), self.stencil)
+        return from_modes(_like(cz, x) * to_modes(x, self.stencil), self.stencil)
 
     def apply_s(self, k: int, s):
         """-V (M - alpha2^2 N) V^T s / 2 (a symmetric operator)."""
         y = adjoint_modes(s, self.stencil)
         if self.dense:
             shp = y.shape
-            y = (y.reshape(-1, shp[-2] * shp[-1]) @ self._noise_matrix(k).T).reshape(shp)
+            y = (y.reshape(-1, shp[-2] * shp[-1]) @ _like(self._noise_matrix(k).T, y)).reshape(shp)
         else:
-            y = self.coefficients(k)[1] * y
+            y = _like(self.coefficients(k)[1], y) * y
         return from_modes(y, self.stencil)
 
     def correction(self, k: int, x, s):
@@ -322,11 +322,17 @@ class ChainFlow:
 
 def phi1(x):
     """phi_1(x) = (e^x - 1) / x, 1 at x = 0: the weight of a constant forcing over an exactly
-    integrated linear step (variation of constants)."""
-    x = np.asarray(x, dtype=np.float64)
-    small = np.abs(x) < 1e-8
-    safe = np.where(small, 1.0, x)
-    return np.where(small, 1.0 + 0.5 * x, np.expm1(safe) / safe)
+    integrated linear step (variation of constants). numpy or cupy (x's array module)."""
+    xp = array_module(x)
+    x = xp.asarray(x, dtype=xp.float64)
+    small = xp.abs(x) < 1e-8
+    safe = xp.where(small, 1.0, x)
+    return xp.where(small, 1.0 + 0.5 * x, xp.expm1(safe) / safe)
+
+
+def _like(table, z):
+    """A host table in the array module of z (numpy: unchanged; cupy: one host->device copy)."""
+    return array_module(z).asarray(table)
 
 
 __all__ = ["GaussianReference", "ChainFlow", "interpolation_rates", "centred_rates", "phi1"]

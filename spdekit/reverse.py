@@ -269,7 +269,7 @@ class ReverseSDE:
         w = h * xp.where(G > 0, phi1(xp.log(xp.where(G > 0, G, 1.0))), 1.0)
         zj = mj + G * (z - mk) + w * R
         if xi is not None:
-            zj = zj + xp.sqrt(rho) * as_native(xi)[0]
+            zj = zj + xp.sqrt(rho) * xp.asarray(as_native(xi)[0])
         out = from_modes(zj, "conservative").astype(u.dtype)
         return back(out), bool(xp.isfinite(out).all())
 

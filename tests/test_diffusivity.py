@@ -334,13 +334,12 @@ def test_toml_config_errors_name_the_key(tmp_path, line):
     assert "\n" not in str(exc.value)
 
 
-def test_reverse_refuses_a_g2_family_its_divergence_term_does_not_cover():
+def test_every_g2_family_reverses_with_correlated_noise():
+    """tr D_u Sigma uses g2's own family (tests/test_reverse_pieces.py checks it against finite
+    differences): reverse() accepts every family, also with correlated noise and lambda2 < inf."""
     score = lambda t, u: np.zeros_like(u)  # noqa: E731
-    correlated = dict(correlation_length=2.0)
-    with pytest.raises(NotImplementedError, match="Charbonnier g2"):
-        _custom("weickert", **correlated).reverse(score)
-    _custom(("weickert", "charbonnier"), **correlated).reverse(score)  # g2 is Charbonnier's
-    _custom("weickert").reverse(score)  # white noise: the divergence term vanishes
+    for fam in FAMILIES:
+        _custom(fam, correlation_length=2.0).reverse(score)
 
 
 def test_charbonnier_results_are_the_ones_before_the_families():

@@ -106,3 +106,97 @@ def test_seeded_gpu_run_matches_the_host_run():
     host = sk.simulate(spde, u0, 0.0, 0.05, 1e-3, seed=4, backend="numba").final
     dev = sk.simulate(spde, cp.asarray(u0), 0.0, 0.05, 1e-3, seed=4, backend="cupy").final
     np.testing.assert_allclose(dev, host, rtol=1e-10, atol=1e-10)
+
+
+# -- issue 25 item 2: the drift's adjoint and the DCT-mode transforms on the device ----------------
+
+
+@pytest.mark.parametrize("stencil", ["paper", "conservative"])
+@pytest.mark.parametrize("family", ["charbonnier", "perona-malik", "exponential", "weickert"])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_cupy_drift_vjp_equals_numpy(stencil, family, dtype, tol):
+    """The gather kernel equals the numpy scatter: per-sample coefficients, every border case."""
+    from spdekit.backends import cupy_backend, numpy_backend
+
+    assert "drift_vjp" in cupy_backend.CAPABILITIES
+    rng = np.random.default_rng(11)
+    u = rng.standard_normal((3, 2, 17, 23)).astype(dtype)
+    w = rng.standard_normal(u.shape).astype(dtype)
+    alpha, inv_lam2 = np.array([1.0, 2.5, 0.3]), np.array([4.0, 0.5, 1.7])
+    ref = numpy_backend.drift_vjp(u, w, alpha, inv_lam2, stencil, 0.7, family)
+    got = cupy_backend.drift_vjp(cp.asarray(u), cp.asarray(w), alpha, inv_lam2, stencil, 0.7, family)
+    assert isinstance(got, cp.ndarray) and got.dtype == dtype and got.shape == u.shape
+    assert float(cp.abs(got - cp.asarray(ref)).max()) <= tol * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("stencil", ["paper", "conservative"])
+@pytest.mark.parametrize("family", ["charbonnier", "weickert"])
+def test_cupy_drift_vjp_adjoint_identity_on_device(stencil, family):
+    """<J v, w> = <v, J^T w> with J v the directional derivative of the cupy drift (central
+    differences in float64), all on the device."""
+    from spdekit.backends import cupy_backend
+
+    rng = cp.random.default_rng(5)
+    u, v, w = (rng.standard_normal((2, 1, 12, 9)) for _ in range(3))
+    alpha, inv_lam2 = np.array([1.3, 0.6]), np.array([2.0, 0.8])
+    eps = 1e-6
+    jv = (cupy_backend.drift(u + eps * v, alpha, inv_lam2, stencil, 1.0, diffusivity=family)
+          - cupy_backend.drift(u - eps * v, alpha, inv_lam2, stencil, 1.0, diffusivity=family)) / (2 * eps)
+    jtw = cupy_backend.drift_vjp(u, w, alpha, inv_lam2, stencil, 1.0, family)
+    lhs, rhs = float((jv * w).sum()), float((v * jtw).sum())
+    assert abs(lhs - rhs) <= 1e-6 * max(abs(lhs), 1.0)
+
+
+def test_cupy_drift_vjp_is_deterministic():
+    from spdekit.backends import cupy_backend
+
+    rng = cp.random.default_rng(2)
+    u, w = rng.standard_normal((4, 3, 32, 32)), rng.standard_normal((4, 3, 32, 32))
+    a, il = np.ones(4), np.full(4, 3.0)
+    assert bool((cupy_backend.drift_vjp(u, w, a, il) == cupy_backend.drift_vjp(u, w, a, il)).all())
+
+
+@pytest.mark.parametrize("stencil", ["paper", "conservative"])
+def test_mode_transforms_on_device_equal_host(stencil):
+    """to_modes / from_modes / adjoint_modes of cupy arrays and CUDA tensors: same type out, equal to
+    the host (scipy.fft) result; DCT-II by cupyx.scipy.fft, the paper stencil's DCT-I by cupy.fft."""
+    from spdekit import spectral
+
+    u = np.random.default_rng(4).standard_normal((3, 2, 16, 11))
+    for fn in (spectral.to_modes, spectral.from_modes, spectral.adjoint_modes):
+        got = fn(cp.asarray(u), stencil)
+        assert isinstance(got, cp.ndarray)
+        np.testing.assert_allclose(got.get(), fn(u, stencil), rtol=1e-12, atol=1e-12 * np.abs(u).max())
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA support here")
+    t = torch.from_numpy(u).cuda()
+    z = spectral.to_modes(t, stencil)
+    assert isinstance(z, torch.Tensor) and z.is_cuda
+    np.testing.assert_allclose(spectral.from_modes(z, stencil).cpu().numpy(), u, rtol=1e-12, atol=1e-12)
+
+
+def test_exponential_steps_on_device_equal_host():
+    """ReverseSDE.exponential_step / exponential_flow_step with a cupy state: cupy out, equal to the
+    numpy run (the reference's tables moved to the device once per step; the state stays there)."""
+    from spdekit.reference import GaussianReference
+
+    spde = sk.AnisotropicSPDE(alpha1=0.5, lambda1=float("inf"), alpha2=0.3, lambda2=float("inf"),
+                              stencil="conservative")
+    ref = GaussianReference(spde, (1, 8, 8), dt=0.01, n_steps=20)
+    rev = spde.reverse(lambda t, u: ref.score(int(round(float(np.ravel(to_np(t))[0]) / 0.01)), u), reference=ref)
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((2, 1, 8, 8))
+    xi = rng.standard_normal(u.shape)
+    host, ok_h = rev.exponential_step(10, 7, u, xi)
+    dev, ok_d = rev.exponential_step(10, 7, cp.asarray(u), cp.asarray(xi))
+    assert isinstance(dev, cp.ndarray) and ok_h and ok_d
+    np.testing.assert_allclose(dev.get(), host, rtol=1e-10, atol=1e-10)
+    host, _ = rev.exponential_flow_step(10, 7, u)
+    dev, _ = rev.exponential_flow_step(10, 7, cp.asarray(u))
+    assert isinstance(dev, cp.ndarray)
+    np.testing.assert_allclose(dev.get(), host, rtol=1e-10, atol=1e-10)
+
+
+def to_np(a):
+    return a.get() if isinstance(a, cp.ndarray) else np.asarray(a)

@@ -10,7 +10,7 @@ equal to it (float64 within 1e-12, float32 within 1e-5, relative to the largest 
 
 Optional capabilities (a backend lists the ones it has in its module-level ``CAPABILITIES``):
 
-* ``drift_vjp``: the adjoint of the drift, J^T w (numpy, numba);
+* ``drift_vjp``: the adjoint of the drift, J^T w (numpy, numba, cupy);
 * ``standard_normal``: Philox normals drawn where the arrays live (cupy; the host backends use
   :mod:`spdekit.backends.philox`);
 * ``threads``: the number of threads the kernels run on (numba).

@@ -16,8 +16,12 @@ the last-bit differences of log/sin/cos between math libraries.
 
 The diffusivity family (:mod:`spdekit.operators`) is a kernel argument ``kind`` (its index in
 ``DIFFUSIVITIES``; uniform over the launch, so the switch in ``gfun`` does not diverge); ``gfun`` is
-this backend's one definition of g. The drift's adjoint has no GPU kernel: ``drift_vjp`` is not among
-this backend's capabilities (:mod:`.base`).
+this backend's one definition of g (``dgfun`` of its derivative dg/ds).
+
+The drift's adjoint ``drift_vjp`` (J^T w, genmodel's path loss) is one thread per node that GATHERS
+the adjoint terms of the rows of :mod:`.stencil_tables` reading its node (built on the fly, within
+two nodes of it): no atomics, so the result is deterministic; it equals the scatter of
+:func:`.numpy_backend.drift_vjp` up to the order of the sums.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import functools
 import numpy as np
 
 from .. import operators
+from .._arrays import to_host
 from ..operators import sample_norms  # noqa: F401  (part of this backend's API; runs on cupy arrays)
 from .base import as_coefficients
 
@@ -36,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without cupy
     raise ImportError("cupy is not installed") from exc
 
 name = "cupy"
-CAPABILITIES = frozenset({"standard_normal"})
+CAPABILITIES = frozenset({"standard_normal", "drift_vjp"})
 _THREADS = 256
 
 _SOURCE = r"""
@@ -117,6 +122,106 @@ __device__ __forceinline__ T drift_at(const Plane<T>& P, int y, int x, int kind,
     return conservative ? drift_conservative(P, y, x, kind, a, il, inv_h) : drift_paper(P, y, x, kind, a, il) * inv_h2;
 }
 
+// dg/ds of gfun (spdekit.operators.dg_ds): the drift's adjoint needs dc/dX = 2 X dg/ds
+template <typename T>
+__device__ __forceinline__ T dgfun(int kind, T a, T il, T s) {
+    switch (kind) {
+        case 0: { const T q = T(1) + s * il; return -a * il / (T(2) * q * sqrt(q)); }    // charbonnier
+        case 1: { const T q = T(1) + s * il; return -a * il / (q * q); }                  // perona-malik
+        case 2: return -a * il * exp(-(s * il));                                          // exponential
+        default: {                                                                         // weickert
+            const T z = s * il;
+            const T w = T(3.31488) / (z * z * z * z);
+            const T e = exp(-w);  // dg/dz = -4 a e^-w w / z, 0 where e^-w underflows (z -> 0)
+            return e > T(0) ? T(-4) * a * il * e * (w / z) : T(0);
+        }
+    }
+}
+
+// BEGIN drift_vjp (host-compilable: tests/test_cuda_source.py runs it on the CPU against numpy)
+// One row (direction d, node i) of spdekit/backends/stencil_tables.py, built on the fly:
+// c = g(X^2 + Y^2), X = sum_t xw[t] u[xi[t]], Y = sum_t yw[t] u[yi[t]], b_i += c (u[nb] - u_i).
+// Directions d: +x, -x, +y, -y. Unused terms have index i and weight 0 (as in the tables).
+template <typename T>
+struct VjpRow { int nb; int xi[4]; int yi[4]; T xw[4]; T yw[4]; };
+
+__device__ __forceinline__ int vjp_mirror(int k, int n) { return k < 0 ? 1 : (k >= n ? n - 2 : k); }
+
+// append the mirrored central difference of (y, x) along axis (1: x, 0: y), times q; none on a border
+template <typename T>
+__device__ __forceinline__ int vjp_mirrored(int H, int W, int y, int x, int axis, T q, int* idx, T* wt, int r) {
+    if (axis == 1) {
+        if (x == 0 || x == W - 1) return r;
+        idx[r] = y * W + x + 1; wt[r] = q; idx[r + 1] = y * W + x - 1; wt[r + 1] = -q;
+    } else {
+        if (y == 0 || y == H - 1) return r;
+        idx[r] = (y + 1) * W + x; wt[r] = q; idx[r + 1] = (y - 1) * W + x; wt[r + 1] = -q;
+    }
+    return r + 2;
+}
+
+template <typename T>
+__device__ void vjp_row(int conservative, int H, int W, int d, int y, int x, VjpRow<T>& R) {
+    const int i = y * W + x;
+    for (int t = 0; t < 4; ++t) { R.xi[t] = i; R.yi[t] = i; R.xw[t] = T(0); R.yw[t] = T(0); }
+    const int sx = (d == 0) - (d == 1), sy = (d == 2) - (d == 3);
+    const int along = sx != 0 ? 1 : 0;  // the axis of the direction (1: x)
+    const int ny = y + sy, nx = x + sx;
+    const bool inside = ny >= 0 && ny < H && nx >= 0 && nx < W;
+    if (!conservative) {  // paper: c at the neighbour (a ghost: the mirrored node, 0 along)
+        const int my = vjp_mirror(ny, H), mx = vjp_mirror(nx, W);
+        R.nb = my * W + mx;
+        if (inside) {  // clamped central difference of the neighbour along the direction
+            if (along == 1) { R.xi[0] = my * W + min(mx + 1, W - 1); R.xi[1] = my * W + max(mx - 1, 0); }
+            else            { R.xi[0] = min(my + 1, H - 1) * W + mx; R.xi[1] = max(my - 1, 0) * W + mx; }
+            R.xw[0] = T(1); R.xw[1] = T(-1);
+        }
+        vjp_mirrored(H, W, my, mx, 1 - along, T(1), R.yi, R.yw, 0);
+    } else {  // conservative: c on the face between i and n; a border face has zero flux (nb = i)
+        if (!inside) { R.nb = i; return; }
+        const int n = ny * W + nx;
+        R.nb = n;
+        R.xi[0] = n; R.xw[0] = T(1); R.xi[1] = i; R.xw[1] = T(-1);
+        const int r = vjp_mirrored(H, W, y, x, 1 - along, T(0.25), R.yi, R.yw, 0);
+        vjp_mirrored(H, W, ny, nx, 1 - along, T(0.25), R.yi, R.yw, r);
+    }
+}
+
+// (J^T w)_j * h^2 for node j = (yj, xj) of one plane: gathers the terms of every row (d, i) that
+// reads u_j (all such i lie within 2 nodes of j along each axis); no atomics, so deterministic.
+template <typename T>
+__device__ T drift_vjp_at(const T* u, const T* w, T a, T il, int kind, int H, int W, int conservative,
+                          int yj, int xj) {
+    const int j = yj * W + xj;
+    T acc = T(0);
+    VjpRow<T> R;
+    for (int y = max(yj - 2, 0); y <= min(yj + 2, H - 1); ++y) {
+        for (int x = max(xj - 2, 0); x <= min(xj + 2, W - 1); ++x) {
+            const int i = y * W + x;
+            for (int d = 0; d < 4; ++d) {
+                vjp_row(conservative, H, W, d, y, x, R);
+                bool hit = R.nb == j || i == j;
+                for (int t = 0; t < 4; ++t) hit = hit || R.xi[t] == j || R.yi[t] == j;
+                if (!hit) continue;
+                T X = T(0), Y = T(0);
+                for (int t = 0; t < 4; ++t) { X += R.xw[t] * u[R.xi[t]]; Y += R.yw[t] * u[R.yi[t]]; }
+                const T s = X * X + Y * Y;
+                const T wc = w[i] * gfun(kind, a, il, s);
+                if (R.nb == j) acc += wc;
+                if (i == j) acc -= wc;
+                // w (u_n - u_i) (dc/dX) / X, dc/dX = 2 X dg/ds
+                const T r = w[i] * (u[R.nb] - u[i]) * (T(2) * dgfun(kind, a, il, s));
+                for (int t = 0; t < 4; ++t) {
+                    if (R.xi[t] == j) acc += r * X * R.xw[t];
+                    if (R.yi[t] == j) acc += r * Y * R.yw[t];
+                }
+            }
+        }
+    }
+    return acc;
+}
+// END drift_vjp
+
 __device__ __forceinline__ void block_add(double v, double* target) {
     __shared__ double buf[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -143,6 +248,22 @@ __global__ void drift_kernel(const T* __restrict__ u, const T* __restrict__ a, c
     const int y = r / W, x = r - y * W;
     Plane<T> P{u + ((long long)s * C + c) * H * W, H, W};
     out[(long long)s * n + i] = drift_at(P, y, x, kind, a[s], il[s], conservative, inv_h, inv_h2);
+}
+
+// grid: (ceil(C*H*W / blockDim), B): out = J^T w, J = d b / d u (stencil_tables.py; il = inv_lam2 / h^2)
+template <typename T>
+__global__ void drift_vjp_kernel(const T* __restrict__ u, const T* __restrict__ w, const T* __restrict__ a,
+                                 const T* __restrict__ il, int kind, int C, int H, int W, int conservative,
+                                 T inv_h2, T* __restrict__ out) {
+    const int s = blockIdx.y;
+    const long long n = (long long)C * H * W;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int c = (int)(i / ((long long)H * W));
+    const int r = (int)(i - (long long)c * H * W);
+    const int y = r / W, x = r - y * W;
+    const long long p = ((long long)s * C + c) * H * W;
+    out[(long long)s * n + i] = drift_vjp_at(u + p, w + p, a[s], il[s], kind, H, W, conservative, y, x) * inv_h2;
 }
 
 // ssq[s] += sum of b(u)^2 over sample s (the drift is not stored)
@@ -255,7 +376,7 @@ __global__ void normal_f64(double* __restrict__ out, int B, long long n, unsigne
 }
 """
 
-_NAMES = [f"{k}<{t}>" for k in ("drift_kernel", "norm_kernel", "g2_kernel", "step_kernel") for t in ("float", "double")]
+_NAMES = [f"{k}<{t}>" for k in ("drift_kernel", "drift_vjp_kernel", "norm_kernel", "g2_kernel", "step_kernel") for t in ("float", "double")]
 _NAMES += ["normal_f32", "normal_f64"]
 
 
@@ -307,6 +428,26 @@ def drift(u, alpha, inv_lam2, stencil="paper", spacing=1.0, out=None, diffusivit
     inv_h, inv_h2 = _scalars(dtype, spacing)
     _kernel("drift_kernel", dtype)(grid, block, (u, _dev(alpha, dtype), _dev(il, dtype), _kind(diffusivity), *dims,
                                                  np.int32(stencil == "conservative"), inv_h, inv_h2, res))
+    return res
+
+
+def drift_vjp(u, w, alpha, inv_lam2, stencil="paper", spacing=1.0, diffusivity="charbonnier"):
+    """Same contract as :func:`.numpy_backend.drift_vjp` (J^T w of the drift at u), on the GPU."""
+    if stencil not in ("paper", "conservative"):
+        raise ValueError(f"stencil must be 'paper' or 'conservative'; got {stencil!r}")
+    u = cp.ascontiguousarray(u)
+    dtype = u.dtype
+    B, C, H, W = u.shape
+    if H < 2 or W < 2:
+        raise ValueError(f"the drift stencils need at least 2 nodes per axis; got shape {(H, W)}")
+    w = cp.ascontiguousarray(cp.asarray(w, dtype=dtype).reshape(u.shape))
+    res = cp.empty_like(u)
+    grid, block, dims = _launch(u)
+    a = np.broadcast_to(np.asarray(to_host(alpha), dtype=np.float64), (B,))  # per sample (or one for all)
+    il = np.broadcast_to(np.asarray(to_host(inv_lam2), dtype=np.float64) / spacing**2, (B,))
+    _kernel("drift_vjp_kernel", dtype)(grid, block, (u, w, _dev(a, dtype), _dev(il, dtype), _kind(diffusivity),
+                                                     *dims, np.int32(stencil == "conservative"),
+                                                     _scalars(dtype, spacing)[1], res))
     return res
 
 
