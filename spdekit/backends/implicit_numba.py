@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from . import numba_backend as kb
 from .base import as_coefficients
-from .implicit_numpy import METHODS, LinearSolveError  # noqa: F401  (shared API)
+from .implicit_numpy import METHODS, LinearSolveError, theta_step_with  # noqa: F401  (shared API)
 
 name = "numba"
 _ROWS = 16  # rows per task of the blocked Krylov kernels
@@ -618,18 +618,8 @@ def aos_solve(w, f, dt):
 def theta_step(u, dW, dt, coef, theta=0.5, stencil="paper", spacing=1.0, rtol=1e-6, maxiter=500, shift=None,
                factor=None):
     """Same contract as :func:`.implicit_numpy.theta_step`."""
-    c = as_coefficients(coef)
-    B = u.shape[0]
-    C = np.zeros(B) if shift is None else np.asarray(shift, dtype=np.float64)
-    f = np.ones(B) if factor is None else np.asarray(factor, dtype=np.float64)
-    b = kb.drift(u, c.alpha1, c.inv_lam1, stencil, spacing, diffusivity=c.diffusivity1)
-    g2 = kb.diffusion_amplitude(u, c.alpha2, c.inv_lam2, spacing, c.diffusivity2)
-    d0 = (1.0 - 0.5 * C).reshape(-1, 1, 1, 1)
-    rhs = (dt * b.astype(np.float64) + C.reshape(-1, 1, 1, 1) * u + g2.astype(np.float64) * dW) / d0
-    w = frozen_weights(u, c.alpha1, c.inv_lam1, stencil, spacing, c.diffusivity1)
-    delta, info = solve(w, rhs, theta * dt / d0.ravel(), METHODS[stencil], rtol, maxiter)
-    new = (f.reshape(-1, 1, 1, 1) * (u + delta)).astype(u.dtype)
-    return new, bool(np.isfinite(new).all()), info
+    return theta_step_with(kb, frozen_weights, solve, u, dW, dt, coef, theta, stencil, spacing, rtol, maxiter,
+                           shift, factor)
 
 
 def aos_step(u, dW, dt, coef, stencil="paper", spacing=1.0, shift=None, factor=None):

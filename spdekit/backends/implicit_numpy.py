@@ -280,12 +280,20 @@ def theta_step(u, dW, dt, coef, theta=0.5, stencil="paper", spacing=1.0, rtol=1e
     :func:`spdekit.implicit.step_plan`), per-sample shift C (``shift``, default 0) and factor f
     (``factor``, default 1). Solved as (I - s A_u) delta = rhs / (1 - C/2), s = theta dt / (1 - C/2).
     Returns (u+, all_finite, info)."""
+    return theta_step_with(nb_, frozen_weights, solve, u, dW, dt, coef, theta, stencil, spacing, rtol, maxiter,
+                           shift, factor)
+
+
+def theta_step_with(kernels, frozen_weights, solve, u, dW, dt, coef, theta, stencil, spacing, rtol, maxiter,
+                    shift, factor):
+    """:func:`theta_step` with a backend's own ``kernels`` (drift, diffusion_amplitude),
+    ``frozen_weights`` and Krylov ``solve``: the one statement of the step for every backend."""
     c = as_coefficients(coef)
     B = u.shape[0]
     C = np.zeros(B) if shift is None else np.asarray(shift, dtype=np.float64)
     f = np.ones(B) if factor is None else np.asarray(factor, dtype=np.float64)
-    b = nb_.drift(u, c.alpha1, c.inv_lam1, stencil, spacing, diffusivity=c.diffusivity1)
-    g2 = nb_.diffusion_amplitude(u, c.alpha2, c.inv_lam2, spacing, c.diffusivity2)
+    b = kernels.drift(u, c.alpha1, c.inv_lam1, stencil, spacing, diffusivity=c.diffusivity1)
+    g2 = kernels.diffusion_amplitude(u, c.alpha2, c.inv_lam2, spacing, c.diffusivity2)
     d0 = (1.0 - 0.5 * C).reshape(-1, 1, 1, 1)
     rhs = (dt * b.astype(np.float64) + C.reshape(-1, 1, 1, 1) * u + g2.astype(np.float64) * dW) / d0
     w = frozen_weights(u, c.alpha1, c.inv_lam1, stencil, spacing, c.diffusivity1)
