@@ -21,5 +21,3 @@ CASES = {
 }
 SOLVERS = {"tamed-l2": sk.TamedEulerMaruyama(), "tamed-rms": sk.TamedEulerMaruyama(gamma=1.5, norm="rms"),
            "em": sk.EulerMaruyama()}
-
-

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from _signals import sigint_default
 
 import spdekit as sk
 from spdekit.cli import main
@@ -136,7 +137,7 @@ def test_signal_keeps_the_trajectory_marked_interrupted(tmp_path, sig, status):
     out = tmp_path / "long.nc"
     proc = subprocess.Popen([sys.executable, "-m", "spdekit.cli", "simulate", str(cfg), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+                            env={**os.environ, "NUMBA_NUM_THREADS": "1"}, preexec_fn=sigint_default)
     os.set_blocking(proc.stderr.fileno(), False)
     err, deadline = b"", time.monotonic() + 120
     while not re.search(rb"\|\s*[1-9]\d*/200000 \[", err):  # the progress bar reports steps

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _signals import sigint_default
 from tiny_configs import tiny_toml
 
 from genmodel.checkpoint import CheckpointError, load_checkpoint
@@ -170,7 +171,7 @@ def _start(argv, cwd):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "genmodel.cli", *argv], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+                            stderr=subprocess.PIPE, env=env, preexec_fn=sigint_default)
     buf = {"out": [], "err": []}
 
     def pump(stream, key):
