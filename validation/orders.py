@@ -451,7 +451,8 @@ Second moments behind the left panel of the taming figure:
         f.write(text)
 
 
-KEPT = ("stiff-solvers",)  # sections of docs/validation.md written by other scripts (validation/stiff_solvers.py)
+KEPT = ("stiff-solvers", "work-precision")  # sections of docs/validation.md written by other scripts
+# (validation/stiff_solvers.py, validation/work_precision.py)
 
 
 def kept_sections(path) -> str:
