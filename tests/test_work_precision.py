@@ -3,6 +3,7 @@ no timings are checked."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wp():
+    sys.path.insert(0, str(ROOT / "validation"))  # its sibling module doc_sections, as under `python validation/...`
     spec = importlib.util.spec_from_file_location("work_precision", ROOT / "validation" / "work_precision.py")
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(ROOT / "validation"))
     return mod
 
 

@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import matplotlib
+from doc_sections import kept_sections
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -446,28 +447,13 @@ Second moments behind the left panel of the taming figure:
 
 {moments_table(mom)}
 {notes(all_rows, mom)}"""
-    text = text.rstrip("\n") + "\n" + kept_sections(path)
+    text = text.rstrip("\n") + "\n" + kept_sections(path, KEPT)
     with open(path, "w") as f:
         f.write(text)
 
 
 KEPT = ("stiff-solvers", "work-precision")  # sections of docs/validation.md written by other scripts
 # (validation/stiff_solvers.py, validation/work_precision.py)
-
-
-def kept_sections(path) -> str:
-    """The blocks between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` of the file being replaced,
-    for each NAME in :data:`KEPT`: other scripts write them, and this rewrite keeps them."""
-    try:
-        old = open(path).read()
-    except OSError:
-        return ""
-    out = []
-    for name in KEPT:
-        b, e = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-        if b in old and e in old:
-            out.append("\n" + old[old.index(b):old.index(e) + len(e)] + "\n")
-    return "".join(out)
 
 
 def main(argv=None):

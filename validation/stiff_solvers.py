@@ -38,11 +38,13 @@ import time
 import warnings
 
 import numpy as np
+from doc_sections import markers, write_section
 
 import spdekit as sk
 from spdekit.problems import LinearHeatEquation, paper_multiplicative
 
-BEGIN, END = "<!-- stiff-solvers:begin -->", "<!-- stiff-solvers:end -->"
+SECTION = "stiff-solvers"
+BEGIN, END = markers(SECTION)
 TOL_MEAN, TOL_STD = 0.05, 0.20
 
 
@@ -430,16 +432,6 @@ def notes(law: dict) -> list[str]:
     return out
 
 
-def write_section(path: str, text: str) -> None:
-    old = open(path).read() if os.path.exists(path) else ""
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 32^2, short ladders")
@@ -455,7 +447,7 @@ def main(argv=None):
     wall = time.perf_counter() - start
     with open(args.json, "w") as f:
         json.dump({"modal": mod, "law": law, "orders": rows, "wall_s": wall, "argv": sys.argv[1:]}, f, indent=1)
-    write_section(args.out, section(mod, law, rows, wall, args))
+    write_section(args.out, SECTION, section(mod, law, rows, wall, args))
     print(f"wrote {args.out} and {args.json} in {wall:.0f} s")
 
 

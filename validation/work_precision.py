@@ -51,13 +51,15 @@ import time
 import warnings
 
 import numpy as np
+from doc_sections import markers, write_section
 from tqdm import tqdm
 
 import spdekit as sk
 from spdekit.backends import get_backend
 from spdekit.problems import LinearHeatEquation
 
-BEGIN, END = "<!-- work-precision:begin -->", "<!-- work-precision:end -->"
+SECTION = "work-precision"
+BEGIN, END = markers(SECTION)
 TARGET = 1e-2
 TARGETS = (1e-2, 3e-2, 1e-1)  # the acceptance level, and two the ladders reach
 SCHEMES = ("tamed-fixed", "tamed-bound", "em-fixed", "em-bound", "theta", "aos")
@@ -568,16 +570,6 @@ def verdict(results, ana, sizes) -> str:
     return "\n".join(out)
 
 
-def write_section(path: str, text: str) -> None:
-    old = open(path).read() if os.path.exists(path) else ""
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 512], help="image sizes N (N^2 grids)")
@@ -620,7 +612,7 @@ def main(argv=None):
                    "numba_threads": os.environ.get("NUMBA_NUM_THREADS"), "analysis": ana, "points": results,
                    "wall_s": wall, "argv": sys.argv[1:]}, f, indent=1)
     fig_rel = os.path.relpath(os.path.abspath(args.figures), os.path.dirname(os.path.abspath(args.out)))
-    write_section(args.out, section(results, ana, sizes, args.problems, B, wall, args, fig_rel))
+    write_section(args.out, SECTION, section(results, ana, sizes, args.problems, B, wall, args, fig_rel))
     print(f"wrote {args.out}, {args.json}, {', '.join(figs)} in {wall:.0f} s")
     return results, ana
 
