@@ -257,8 +257,11 @@ class AnisotropicSPDE:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
+        """The description :meth:`from_dict` rebuilds. ``diffusivity`` is written only when it is not
+        the default Charbonnier g, so descriptions of the paper's SPDE (run configs, checkpoints, files)
+        stay the ones written before the families existed, and compare equal to them."""
         d = self.diffusivity
-        return {
+        out = {
             "type": "AnisotropicSPDE",
             "alpha1": self.alpha1.to_dict(),
             "lambda1": self.lambda1.to_dict(),
@@ -268,8 +271,10 @@ class AnisotropicSPDE:
             "noise_kind": self.noise.kind,
             "stencil": self.stencil,
             "spacing": self.spacing,
-            "diffusivity": d if isinstance(d, str) else list(d),
         }
+        if d != "charbonnier":
+            out["diffusivity"] = d if isinstance(d, str) else list(d)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> AnisotropicSPDE:
