@@ -25,8 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_backend as kb
-from .base import as_coefficients
-from .implicit_numpy import METHODS, LinearSolveError, theta_step_with  # noqa: F401  (shared API)
+from .implicit_numpy import METHODS, LinearSolveError, aos_step_with, theta_step_with  # noqa: F401
 
 name = "numba"
 _ROWS = 16  # rows per task of the blocked Krylov kernels
@@ -624,13 +623,4 @@ def theta_step(u, dW, dt, coef, theta=0.5, stencil="paper", spacing=1.0, rtol=1e
 
 def aos_step(u, dW, dt, coef, stencil="paper", spacing=1.0, shift=None, factor=None):
     """Same contract as :func:`.implicit_numpy.aos_step`."""
-    c = as_coefficients(coef)
-    B = u.shape[0]
-    C = np.zeros(B) if shift is None else np.asarray(shift, dtype=np.float64)
-    d0 = 1.0 - 0.5 * C
-    f = np.ones(B) if factor is None else np.asarray(factor, dtype=np.float64)
-    g2 = kb.diffusion_amplitude(u, c.alpha2, c.inv_lam2, spacing, c.diffusivity2)
-    rhs = (1.0 + 0.5 * C).reshape(-1, 1, 1, 1) * u + g2.astype(np.float64) * dW
-    w = frozen_weights(u, c.alpha1, c.inv_lam1, stencil, spacing, c.diffusivity1)
-    new = ((f / d0).reshape(-1, 1, 1, 1) * aos_solve(w, rhs, float(dt) / d0)).astype(u.dtype)
-    return new, bool(np.isfinite(new).all())
+    return aos_step_with(kb, frozen_weights, aos_solve, u, dW, dt, coef, stencil, spacing, shift, factor)

@@ -308,12 +308,18 @@ def aos_step(u, dW, dt, coef, stencil="paper", spacing=1.0, shift=None, factor=N
         u+ = f / (1 - C/2) (1/2) sum_{l = x, y} (I - 2 dt / (1 - C/2) A_{l,u})^{-1} ((1 + C/2) u + g2(u) dW),
 
     C = ``shift`` (default 0), f = ``factor`` (default 1) per sample. Returns (u+, all_finite)."""
+    return aos_step_with(nb_, frozen_weights, aos_solve, u, dW, dt, coef, stencil, spacing, shift, factor)
+
+
+def aos_step_with(kernels, frozen_weights, aos_solve, u, dW, dt, coef, stencil, spacing, shift, factor):
+    """:func:`aos_step` with a backend's own ``kernels`` (diffusion_amplitude), ``frozen_weights`` and
+    ``aos_solve``: the one statement of the step for every backend."""
     c = as_coefficients(coef)
     B = u.shape[0]
     C = np.zeros(B) if shift is None else np.asarray(shift, dtype=np.float64)
     d0 = 1.0 - 0.5 * C
     f = np.ones(B) if factor is None else np.asarray(factor, dtype=np.float64)
-    g2 = nb_.diffusion_amplitude(u, c.alpha2, c.inv_lam2, spacing, c.diffusivity2)
+    g2 = kernels.diffusion_amplitude(u, c.alpha2, c.inv_lam2, spacing, c.diffusivity2)
     rhs = (1.0 + 0.5 * C).reshape(-1, 1, 1, 1) * u + g2.astype(np.float64) * dW
     w = frozen_weights(u, c.alpha1, c.inv_lam1, stencil, spacing, c.diffusivity1)
     new = ((f / d0).reshape(-1, 1, 1, 1) * aos_solve(w, rhs, float(dt) / d0)).astype(u.dtype)
