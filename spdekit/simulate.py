@@ -231,8 +231,9 @@ def simulate(
     buffers = {}
     if be.name == "numba":
         buffers = {"out": np.empty_like(u), "work": np.empty_like(u)}
+    run = _fused_run(spde, solver, be, u, grid, incr)
     fast = {}
-    if isinstance(spde, AnisotropicSPDE):  # validated once above: skip per-step checks and schedules
+    if isinstance(spde, AnisotropicSPDE) and run is None:  # validated once above: skip per-step checks, schedules
         table = spde.coefficient_table(grid[:-1], u.shape[0]) if n_steps <= 100_000 else None
         fast = {"checked": True}
 
@@ -243,11 +244,41 @@ def simulate(
             stopped_at={"step": k, "time": t, "reason": reason}, attrs=dict(attrs or {}),
         )
 
+    def diverged(k):  # step k (1-based) gave a non-finite state
+        traj = partial(k, float(grid[k]), "non-finite state")
+        finish(False, traj.stopped_at)
+        return SimulationDiverged(
+            f"simulation diverged at step {k} of {n_steps} (t = {float(grid[k]):.6g}): the state is "
+            f"no longer finite. {len(times)} saved states up to t = {times[-1]:.6g} are kept in "
+            f"exc.trajectory. Reduce dt (stability bound h^2/(4 max alpha1)), use the tamed solver or a "
+            f"stiff-stable one (spdekit.LinearlyImplicitTheta).",
+            step=k, time=float(grid[k]), trajectory=traj,
+        )
+
+    def save(k):
+        times.append(float(grid[k]))
+        states.append(to_host(u).copy())
+        if writer is not None:
+            writer.append(times[-1], states[-1])
+
     policy = ThreadPolicy(threads, work=u.size) if be.name == "numba" else contextlib.nullcontext()
     reached = {"step": 0, "time": t0, "reason": "interrupted"}  # the last completed step, for an interruption
     with _closing(writer, reached) as finish, policy, tqdm(total=n_steps, disable=not progress, unit="step",
                                                   desc="simulate", leave=False) as bar:
-        for k in range(n_steps):
+        if run is not None:  # fused on the device: chunks up to the next save point, CHECK_EVERY steps at most
+            saves = np.flatnonzero(save_at)
+            k = 0
+            while k < n_steps:
+                stop = min(int(saves[np.searchsorted(saves, k + 1)]), k + CHECK_EVERY)
+                u, bad = run.advance(u, k, stop)
+                if bad is not None:
+                    raise diverged(bad + 1)
+                bar.update(stop - k)
+                k = stop
+                reached["step"], reached["time"] = k, float(grid[k])
+                if save_at[k]:
+                    save(k)
+        for k in range(n_steps if run is None else 0):
             if be.name == "numba":
                 policy.tick()
             t, t_next = float(grid[k]), float(grid[k + 1])
@@ -257,25 +288,14 @@ def simulate(
                 fast["coef"] = table[k] if table is not None else None
             new, finite = solver.step(spde, t, u, h, dW, backend=be, **fast, **buffers)
             if not finite:
-                traj = partial(k + 1, t_next, "non-finite state")
-                finish(False, traj.stopped_at)
-                raise SimulationDiverged(
-                    f"simulation diverged at step {k + 1} of {n_steps} (t = {t_next:.6g}): the state is "
-                    f"no longer finite. {len(times)} saved states up to t = {times[-1]:.6g} are kept in "
-                    f"exc.trajectory. Reduce dt (stability bound h^2/(4 max alpha1)), use the tamed solver or a "
-                    f"stiff-stable one (spdekit.LinearlyImplicitTheta).",
-                    step=k + 1, time=t_next, trajectory=traj,
-                )
+                raise diverged(k + 1)
             if buffers:
                 buffers["out"], u = u, new  # ping-pong between two buffers
             else:
                 u = new
             reached["step"], reached["time"] = k + 1, t_next
             if save_at[k + 1]:
-                times.append(t_next)
-                states.append(to_host(u).copy())
-                if writer is not None:
-                    writer.append(times[-1], states[-1])
+                save(k + 1)
             bar.update(1)
         finish(True, None)
 
@@ -283,6 +303,22 @@ def simulate(
         times=np.asarray(times), states=np.stack(states), spde=spde, solver=solver, dt=dt,
         seed=_seed_repr(seed, brownian), backend=be.name, t0=t0, t1=t1, attrs=dict(attrs or {}),
     )
+
+
+#: steps of a fused device run between two reads of its finiteness flag (and progress updates)
+CHECK_EVERY = 256
+
+
+def _fused_run(spde, solver, be, u, grid, incr):
+    """A fused device run (backend capability ``em_run``, :class:`spdekit.backends.cupy_backend.EMRun`) when
+    the run is (tamed) Euler-Maruyama on an AnisotropicSPDE with white noise from seeded streams; else None
+    (the step loop). Both give the same increments and the same steps."""
+    if ("em_run" not in getattr(be, "CAPABILITIES", ()) or not isinstance(spde, AnisotropicSPDE)
+            or type(solver).step is not Solver.step or incr.brownian is not None or not spde.noise.is_white
+            or not isinstance(getattr(incr, "rng", None), SampleStreams)):
+        return None
+    return be.em_run(u.shape, u.dtype, spde._columns(grid[:-1]), np.diff(grid), incr.rng, spde.stencil,
+                     spde.spacing, solver.taming, spde.diffusivity1, spde.diffusivity2)
 
 
 @contextlib.contextmanager

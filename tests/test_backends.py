@@ -201,7 +201,7 @@ def test_host_backends_implement_the_contract():
 
 def test_cupy_backend_declares_the_contract():
     """Read from the source (cupy is not installed in CI): the required functions exist, the declared
-    capabilities exist, among them the adjoint (its GPU kernel: issue 25 item 2)."""
+    capabilities exist, among them the adjoint (its GPU kernel: issue 25 item 2) and the fused run (item 3)."""
     import ast
     import pathlib
 
@@ -217,7 +217,7 @@ def test_cupy_backend_declares_the_contract():
     assert required == {"drift", "diffusion_amplitude", "em_step", "circulant_apply"}
     assert required <= functions
     caps = {ast.literal_eval(e) for e in assigned["CAPABILITIES"].args[0].elts}
-    assert caps == {"standard_normal", "drift_vjp"} and caps <= functions
+    assert caps == {"standard_normal", "drift_vjp", "em_run"} and caps <= functions
     assert ast.literal_eval(assigned["name"]) == "cupy"
 
 

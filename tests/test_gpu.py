@@ -1,5 +1,7 @@
 """GPU backend (cupy): runs when cupy and a CUDA device are present, skips cleanly otherwise."""
 
+import importlib
+
 import numpy as np
 import pytest
 from _cases import CASES, SOLVERS, image_batch
@@ -200,3 +202,53 @@ def test_exponential_steps_on_device_equal_host():
 
 def to_np(a):
     return a.get() if isinstance(a, cp.ndarray) else np.asarray(a)
+
+
+# -- issue 25 item 3: the fused device run (EMRun: coefficients uploaded once, noise drawn in the kernel) ------
+
+
+WHITE = sorted(c for c in CASES if c != "correlated")
+
+
+@pytest.mark.parametrize("case", WHITE)
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_fused_run_equals_numpy_run(case, solver, dtype, tol):
+    """A seeded white-noise run on the GPU goes through the fused EMRun and equals the numpy backend's step
+    loop with the same seed (the same Philox increments), also at every saved state and across chunks."""
+    sim = importlib.import_module("spdekit.simulate")
+
+    spde = CASES[case]()
+    u0 = image_batch(dtype)
+    n, dt = sim.CHECK_EVERY + 44, 1e-3
+    ref = sk.simulate(spde, u0, 1.0, 1.0 + n * dt, dt, solver=SOLVERS[solver], seed=11, save_every=37,
+                      backend="numpy")
+    got = sk.simulate(spde, cp.asarray(u0), 1.0, 1.0 + n * dt, dt, solver=SOLVERS[solver], seed=11, save_every=37,
+                      backend="cupy")
+    np.testing.assert_array_equal(got.times, ref.times)
+    assert got.states.dtype == dtype
+    assert np.abs(got.states - ref.states).max() <= tol * np.abs(ref.states).max()
+
+
+def test_fused_run_equals_the_per_step_device_loop(monkeypatch):
+    sim = importlib.import_module("spdekit.simulate")
+
+    spde = CASES["multiplicative"]()
+    u0 = cp.asarray(image_batch(np.float32))
+    fused = sk.simulate(spde, u0, 0.0, 0.3, 1e-3, seed=5, backend="cupy").final
+    monkeypatch.setattr(sim, "_fused_run", lambda *a: None)
+    loop = sk.simulate(spde, u0, 0.0, 0.3, 1e-3, seed=5, backend="cupy").final
+    np.testing.assert_allclose(fused, loop, rtol=1e-5, atol=1e-5 * np.abs(loop).max())
+
+
+def test_fused_run_reports_the_first_bad_step():
+    """The flag is read once per chunk, yet the error names the step where the state first stopped being
+    finite (the same step as the numpy loop) and keeps the states saved before it."""
+    spde = sk.AnisotropicSPDE(alpha1=100.0, lambda1=float("inf"), alpha2=0.01, lambda2=float("inf"))
+    u0 = np.random.default_rng(0).uniform(0, 1, (2, 1, 8, 8)).astype(np.float32)
+    steps = {}
+    for backend, u in (("numpy", u0), ("cupy", cp.asarray(u0))):
+        with pytest.warns(sk.StabilityWarning), pytest.raises(sk.SimulationDiverged) as exc:
+            sk.simulate(spde, u, 0.0, 125.0, 0.125, solver=sk.EulerMaruyama(), seed=1, save_every=10, backend=backend)
+        steps[backend] = (exc.value.step, exc.value.trajectory.times[-1])
+    assert steps["cupy"] == steps["numpy"]

@@ -13,7 +13,10 @@ Optional capabilities (a backend lists the ones it has in its module-level ``CAP
 * ``drift_vjp``: the adjoint of the drift, J^T w (numpy, numba, cupy);
 * ``standard_normal``: Philox normals drawn where the arrays live (cupy; the host backends use
   :mod:`spdekit.backends.philox`);
-* ``threads``: the number of threads the kernels run on (numba).
+* ``threads``: the number of threads the kernels run on (numba);
+* ``em_run``: a run of many (tamed) Euler-Maruyama steps with white noise fused on the device, the
+  coefficients uploaded once and the Philox increments drawn inside the step kernel (cupy; on the
+  host, :func:`spdekit.simulate`'s loop of ``em_step`` is the same computation).
 
 :func:`capability` returns one or raises :class:`MissingCapability`, naming the backend, the
 capability and the backends that have it.
@@ -33,6 +36,7 @@ OPTIONAL = {
     "drift_vjp": "the adjoint of the drift, J^T w",
     "standard_normal": "Philox normals drawn on the backend's device",
     "threads": "the kernels' thread count",
+    "em_run": "a run of many Euler-Maruyama steps fused on the device, noise drawn in the kernel",
 }
 
 
@@ -84,6 +88,25 @@ def as_coefficients(coef, diffusivity1: str = "charbonnier", diffusivity2: str =
         ) from None
 
 
+def run_table(columns, dts, batch: int, dtype, stencil: str = "paper", spacing: float = 1.0):
+    """The coefficient rows of a fused run (capability ``em_run``), scaled and clamped as the backends'
+    ``em_step`` scales them per step: ``(table, steps)`` with ``table`` of shape (n, 4, nb), float64,
+    rows alpha1, inv_lam1 (/ h^2 for the paper stencil), alpha2, inv_lam2 / h^2, clamped to the
+    largest finite value of ``dtype``, nb = 1 (the batch shares the coefficients) or ``batch``; and
+    ``steps`` of shape (n, 2): dt and sqrt(dt) of each step. ``columns``: the four coefficients per
+    step, arrays of shape (n,) or (n, batch)."""
+    dts = np.asarray(dts, dtype=np.float64).ravel()
+    n = len(dts)
+    cols = [np.asarray(c, dtype=np.float64).reshape(n, -1) for c in columns]
+    nb = cols[0].shape[1] if cols else 0
+    if len(cols) != 4 or any(c.shape[1] != nb for c in cols) or nb not in (1, batch):
+        raise ValueError(f"columns must be 4 arrays of shape (n,) or (n, B) with n = {n}, B = {batch}")
+    cols[1] = cols[1] / (1.0 if stencil == "conservative" else spacing**2)
+    cols[3] = cols[3] / spacing**2
+    table = np.minimum(np.stack(cols, axis=1), np.finfo(dtype).max)
+    return np.ascontiguousarray(table), np.ascontiguousarray(np.stack([dts, np.sqrt(dts)], axis=1))
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What every backend module provides (``isinstance(module, Backend)`` checks the names)."""
@@ -129,4 +152,4 @@ def capability(backend, name: str):
 
 
 __all__ = ["Backend", "Coefficients", "DIFFUSIVITIES", "MissingCapability", "OPTIONAL", "as_coefficients",
-           "capability"]
+           "capability", "run_table"]

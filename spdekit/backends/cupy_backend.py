@@ -33,7 +33,7 @@ import numpy as np
 from .. import operators
 from .._arrays import to_host
 from ..operators import sample_norms  # noqa: F401  (part of this backend's API; runs on cupy arrays)
-from .base import as_coefficients
+from .base import as_coefficients, run_table
 
 try:
     import cupy as cp
@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without cupy
     raise ImportError("cupy is not installed") from exc
 
 name = "cupy"
-CAPABILITIES = frozenset({"standard_normal", "drift_vjp"})
+CAPABILITIES = frozenset({"standard_normal", "drift_vjp", "em_run"})
 _THREADS = 256
 
 _SOURCE = r"""
@@ -324,59 +324,183 @@ __global__ void step_kernel(const T* __restrict__ u, const T* __restrict__ dW, c
     if (!isfinite(v)) atomicOr(flag, 1);
 }
 
+// BEGIN philox (host-compilable: tests/test_cuda_source.py runs it on the CPU)
+__device__ __forceinline__ unsigned int mulhi32(unsigned int a, unsigned int b) {
+#ifdef __CUDA_ARCH__
+    return __umulhi(a, b);
+#else
+    return (unsigned int)(((unsigned long long)a * b) >> 32);
+#endif
+}
+
 // Philox4x32-10 (Salmon et al. 2011), the same function as spdekit/backends/philox.py
 __device__ __forceinline__ void philox4x32_10(unsigned int c[4], unsigned int k0, unsigned int k1) {
     for (int r = 0; r < 10; ++r) {
         if (r > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
-        const unsigned int hi0 = __umulhi(0xD2511F53u, c[0]), lo0 = 0xD2511F53u * c[0];
-        const unsigned int hi1 = __umulhi(0xCD9E8D57u, c[2]), lo1 = 0xCD9E8D57u * c[2];
+        const unsigned int hi0 = mulhi32(0xD2511F53u, c[0]), lo0 = 0xD2511F53u * c[0];
+        const unsigned int hi1 = mulhi32(0xCD9E8D57u, c[2]), lo1 = 0xCD9E8D57u * c[2];
         const unsigned int n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
         c[0] = n0; c[1] = lo1; c[2] = n2; c[3] = lo0;
     }
 }
 
-// out (B, n): counter (block j, sample first + b, draw, stream); float: 4 normals per block
-__global__ void normal_f32(float* __restrict__ out, int B, long long n, unsigned int k0, unsigned int k1,
-                           unsigned long long first, unsigned int draw, unsigned int stream) {
-    const long long nblk = (n + 3) / 4;
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= nblk * B) return;
-    const int b = (int)(t / nblk);
-    const long long j = t - (long long)b * nblk;
-    unsigned int c[4] = {(unsigned int)j, (unsigned int)(first + b), draw, stream};
+// the normals of Philox block j of sample `sample` (counter (j, sample, draw, stream)), Box-Muller:
+// float: 4 normals from 24-bit-exact uniforms of the four words
+__device__ __forceinline__ void philox_normals(float* z, long long j, unsigned long long sample, unsigned int draw,
+                                               unsigned int stream, unsigned int k0, unsigned int k1) {
+    unsigned int c[4] = {(unsigned int)j, (unsigned int)sample, draw, stream};
     philox4x32_10(c, k0, k1);
-    float z[4];
     for (int p = 0; p < 2; ++p) {
         const float u1 = ((float)c[2 * p] + 0.5f) * 2.3283064365386963e-10f;
         const float u2 = ((float)c[2 * p + 1] + 0.5f) * 2.3283064365386963e-10f;
         const float r = sqrtf(-2.0f * logf(u1)), a = 6.283185307179586f * u2;
         z[2 * p] = r * cosf(a); z[2 * p + 1] = r * sinf(a);
     }
-    float* row = out + (long long)b * n + 4 * j;
-    for (int q = 0; q < 4; ++q) if (4 * j + q < n) row[q] = z[q];
 }
 
-// double: 2 normals per block from 53-bit uniforms
-__global__ void normal_f64(double* __restrict__ out, int B, long long n, unsigned int k0, unsigned int k1,
-                           unsigned long long first, unsigned int draw, unsigned int stream) {
-    const long long nblk = (n + 1) / 2;
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= nblk * B) return;
-    const int b = (int)(t / nblk);
-    const long long j = t - (long long)b * nblk;
-    unsigned int c[4] = {(unsigned int)j, (unsigned int)(first + b), draw, stream};
+// double: 2 normals from 53-bit uniforms
+__device__ __forceinline__ void philox_normals(double* z, long long j, unsigned long long sample, unsigned int draw,
+                                               unsigned int stream, unsigned int k0, unsigned int k1) {
+    unsigned int c[4] = {(unsigned int)j, (unsigned int)sample, draw, stream};
     philox4x32_10(c, k0, k1);
     const double s = 1.1102230246251565e-16;  // 2^-53
     const double u1 = ((double)(((unsigned long long)c[0] << 21) + (c[1] >> 11)) + 0.5) * s;
     const double u2 = ((double)(((unsigned long long)c[2] << 21) + (c[3] >> 11)) + 0.5) * s;
     const double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
-    double* row = out + (long long)b * n + 2 * j;
-    row[0] = r * cos(a);
-    if (2 * j + 1 < n) row[1] = r * sin(a);
+    z[0] = r * cos(a); z[1] = r * sin(a);
+}
+// END philox
+
+// out (B, n): Philox block j of sample first + b at (draw, stream); 4 normals per block (float), 2 (double)
+template <typename T>
+__device__ __forceinline__ void normal_fill(T* __restrict__ out, int B, long long n, unsigned int k0, unsigned int k1,
+                                            unsigned long long first, unsigned int draw, unsigned int stream) {
+    constexpr int per = sizeof(T) == 4 ? 4 : 2;
+    const long long nblk = (n + per - 1) / per;
+    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= nblk * B) return;
+    const int b = (int)(t / nblk);
+    const long long j = t - (long long)b * nblk;
+    T z[per];
+    philox_normals(z, j, first + b, draw, stream, k0, k1);
+    T* row = out + (long long)b * n + per * j;
+    for (int q = 0; q < per; ++q) if (per * j + q < n) row[q] = z[q];
+}
+
+__global__ void normal_f32(float* __restrict__ out, int B, long long n, unsigned int k0, unsigned int k1,
+                           unsigned long long first, unsigned int draw, unsigned int stream) {
+    normal_fill(out, B, n, k0, k1, first, draw, stream);
+}
+
+__global__ void normal_f64(double* __restrict__ out, int B, long long n, unsigned int k0, unsigned int k1,
+                           unsigned long long first, unsigned int draw, unsigned int stream) {
+    normal_fill(out, B, n, k0, k1, first, draw, stream);
+}
+
+// BEGIN run (host-compilable: tests/test_cuda_source.py runs a whole fused run on the CPU against numpy)
+// A fused run (EMRun): the coefficients of every step are uploaded once, as float64 rows
+// coef[(k * 4 + q) * nb + (nb > 1 ? s : 0)], q = alpha1, il1, alpha2, il2 (il scaled as em_step scales them,
+// clamped to T's range on the host); dts[2 k], dts[2 k + 1] = dt, sqrt(dt) of step k.
+template <typename T>
+struct StepCoef { T a1, il1, a2, il2; };
+
+template <typename T>
+__device__ __forceinline__ StepCoef<T> step_coef(const double* coef, int nb, int k, int s) {
+    const double* r = coef + (long long)k * 4 * nb + (nb > 1 ? s : 0);
+    return StepCoef<T>{T(r[0]), T(r[nb]), T(r[2 * nb]), T(r[3 * nb])};
+}
+
+// the step factor of eq. (39): dt untamed; dt / (1 + dt ||b||^gamma) from the drift's sum of squares ssq
+__device__ __forceinline__ double step_factor(double dt, int tamed, double ssq, int rms, double gamma, long long count) {
+    if (!tamed) return dt;
+    const double norm = sqrt(rms ? ssq / (double)count : ssq);
+    return dt / (1.0 + dt * pow(norm, gamma));
+}
+
+// step k for Philox block j of sample s (the `per` nodes per*j .. of its C*H*W values): the noise is
+// drawn here, the normals of normal_f32/normal_f64 at draw `draw`; returns 1 if a result is not finite
+template <typename T>
+__device__ int run_step_block(const T* u, T* out, const double* coef, int nb, const double* dts, int k, int s,
+                              long long j, int kind1, int kind2, int C, int H, int W, int conservative, T inv_h,
+                              T inv_h2, unsigned int k0, unsigned int k1, unsigned long long first, unsigned int draw,
+                              unsigned int stream, int tamed, double ssq, int rms, double gamma) {
+    constexpr int per = sizeof(T) == 4 ? 4 : 2;
+    const long long n = (long long)C * H * W;
+    T z[per];
+    philox_normals(z, j, first + s, draw, stream, k0, k1);
+    const StepCoef<T> c = step_coef<T>(coef, nb, k, s);
+    const T fac = T(step_factor(dts[2 * k], tamed, ssq, rms, gamma, n));
+    const T sq = T(dts[2 * k + 1]);
+    int bad = 0;
+    for (int q = 0; q < per; ++q) {
+        const long long i = per * j + q;
+        if (i >= n) break;
+        const int ch = (int)(i / ((long long)H * W));
+        const int r = (int)(i - (long long)ch * H * W);
+        const int y = r / W, x = r - y * W;
+        Plane<T> P{u + ((long long)s * C + ch) * H * W, H, W};
+        const T b = drift_at(P, y, x, kind1, c.a1, c.il1, conservative, inv_h, inv_h2);
+        T g2 = c.a2;
+        if (c.il2 != T(0)) { const T dx = P.dxm(y, x), dy = P.dym(y, x); g2 = gfun(kind2, c.a2, c.il2, dx * dx + dy * dy); }
+        const T v = P.at(y, x) + fac * b + g2 * (sq * z[q]);
+        out[(long long)s * n + i] = v;
+        bad |= !isfinite(v);
+    }
+    return bad;
+}
+
+// the drift at node i of sample s, step k (the norm kernel's summand)
+template <typename T>
+__device__ __forceinline__ T run_drift_at(const T* u, const double* coef, int nb, int k, int s, long long i, int kind1,
+                                          int C, int H, int W, int conservative, T inv_h, T inv_h2) {
+    const int ch = (int)(i / ((long long)H * W));
+    const int r = (int)(i - (long long)ch * H * W);
+    const int y = r / W, x = r - y * W;
+    const StepCoef<T> c = step_coef<T>(coef, nb, k, s);
+    Plane<T> P{u + ((long long)s * C + ch) * H * W, H, W};
+    return drift_at(P, y, x, kind1, c.a1, c.il1, conservative, inv_h, inv_h2);
+}
+// END run
+
+// grid: (ceil(C*H*W / blockDim), B): ssq[s] += sum of b(u)^2 over sample s at step k of a fused run
+template <typename T>
+__global__ void run_norm_kernel(const T* __restrict__ u, const double* __restrict__ coef, int nb, int k, int kind1,
+                                int C, int H, int W, int conservative, T inv_h, T inv_h2, double* __restrict__ ssq) {
+    const int s = blockIdx.y;
+    const long long n = (long long)C * H * W;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    double sq = 0.0;
+    if (i < n) {
+        const T b = run_drift_at(u, coef, nb, k, s, i, kind1, C, H, W, conservative, inv_h, inv_h2);
+        sq = (double)b * (double)b;
+    }
+    block_add(sq, ssq + s);
+}
+
+// grid: (ceil(Philox blocks per sample / blockDim), B): step k of a fused run, u -> out, noise drawn in the
+// kernel. Tamed: ssq holds this step's squared drift norms (run_norm_kernel); the kernel zeroes ssq_next (the
+// other half of a two-row ring) for the next step's norm kernel. A non-finite result: *first_bad = min(k, ...).
+template <typename T>
+__global__ void run_step_kernel(const T* __restrict__ u, const double* __restrict__ coef, int nb,
+                                const double* __restrict__ dts, int k, int kind1, int kind2, int C, int H, int W,
+                                int conservative, T inv_h, T inv_h2, unsigned int k0, unsigned int k1,
+                                unsigned long long first, unsigned int draw, unsigned int stream, int tamed,
+                                const double* __restrict__ ssq, double* __restrict__ ssq_next, int rms, double gamma,
+                                T* __restrict__ out, int* __restrict__ first_bad) {
+    constexpr int per = sizeof(T) == 4 ? 4 : 2;
+    const int s = blockIdx.y;
+    const long long n = (long long)C * H * W;
+    const long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (tamed && blockIdx.x == 0 && threadIdx.x == 0) ssq_next[s] = 0.0;
+    if (j >= (n + per - 1) / per) return;
+    if (run_step_block(u, out, coef, nb, dts, k, s, j, kind1, kind2, C, H, W, conservative, inv_h, inv_h2, k0, k1,
+                       first, draw, stream, tamed, tamed ? ssq[s] : 0.0, rms, gamma))
+        atomicMin(first_bad, k);
 }
 """
 
-_NAMES = [f"{k}<{t}>" for k in ("drift_kernel", "drift_vjp_kernel", "norm_kernel", "g2_kernel", "step_kernel") for t in ("float", "double")]
+_NAMES = [f"{k}<{t}>" for k in ("drift_kernel", "drift_vjp_kernel", "norm_kernel", "g2_kernel", "step_kernel",
+                                 "run_norm_kernel", "run_step_kernel") for t in ("float", "double")]
 _NAMES += ["normal_f32", "normal_f64"]
 
 
@@ -488,6 +612,98 @@ def em_step(u, dW, dt, coef, stencil="paper", spacing=1.0, taming=None, out=None
     _kernel("step_kernel", dtype)(grid, block, (u, dW, fac, a1, il1, a2, il2, k1, k2, *dims, np.int32(cons),
                                                 inv_h, inv_h2, res, flag))
     return res, not bool(flag.get()[0])
+
+
+_NO_BAD = np.iinfo(np.int32).max
+
+
+class EMRun:
+    """A run of many (tamed) Euler-Maruyama steps with white noise, fused on the GPU (capability ``em_run``).
+
+    Built once per run (the operator-built-once shape of py-pde): the coefficients of every step go to
+    the device in ONE upload (float64 rows, scaled and clamped as :func:`em_step` does per step); then
+    each step is one kernel (untamed) or two (tamed: the drift's squared norm per sample, then the
+    update), with no host-device transfer: the Wiener increment is drawn inside the update kernel (the
+    Philox normals of :func:`standard_normal`, counter (block, sample, draw, stream)), the taming factor
+    dt / (1 + dt ||b||^gamma) is computed on the device from the norm kernel's sums, and non-finite
+    results lower a device integer to the first bad step, read once per :meth:`advance`.
+
+    Step k is exactly the per-step loop's step: ``em_step(u, sqrt(dt_k) * N_k, dt_k, coef_k, ...)``
+    with N_k the normals of ``streams`` at draw ``draw0 + k`` (``draw0``: the streams' draw counter
+    when the run was built), the same increments as :class:`spdekit.random.SampleStreams` gives a
+    per-step loop; tested equal to the numpy backend's run (float64 1e-12, float32 1e-5 relative).
+
+    Parameters: ``shape``, ``dtype`` of the state (B, C, H, W); ``columns``: alpha1, inv_lam1, alpha2,
+    inv_lam2 per step, each of shape (n,) (the batch shares them) or (n, B); ``dts``: the n step
+    sizes; ``streams``: a :class:`spdekit.random.SampleStreams` of the batch (its draw counter moves
+    on with the run); ``taming``: None or (gamma, norm).
+    """
+
+    def __init__(self, shape, dtype, columns, dts, streams, stencil="paper", spacing=1.0, taming=None,
+                 diffusivity1="charbonnier", diffusivity2="charbonnier"):
+        self.shape, self.dtype = tuple(int(v) for v in shape), np.dtype(dtype)
+        B = self.shape[0]
+        self.n = len(np.ravel(dts))
+        table, steps = run_table(columns, dts, B, self.dtype, stencil, spacing)
+        nb = table.shape[2]
+        cons = stencil == "conservative"
+        self._coef = cp.asarray(table)
+        self._dts = cp.asarray(steps)
+        self._nb = np.int32(nb)
+        self._kinds = (_kind(diffusivity1), _kind(diffusivity2))
+        self._cons = np.int32(cons)
+        self._inv = _scalars(self.dtype, spacing)
+        self.streams = streams
+        self._draw0 = int(streams.draw)
+        self._key = (np.uint32(streams.key[0]), np.uint32(streams.key[1]))
+        self._taming = taming
+        self._ssq = cp.zeros((2, B), dtype=cp.float64)  # a two-row ring (run_step_kernel zeroes the next row)
+        self._bad = cp.empty(1, dtype=cp.int32)
+        C, H, W = self.shape[1:]
+        per = 4 if self.dtype == np.float32 else 2
+        self._dims = (np.int32(C), np.int32(H), np.int32(W))
+        self._grid_nodes = ((C * H * W + _THREADS - 1) // _THREADS, B)
+        self._grid_blocks = (((C * H * W + per - 1) // per + _THREADS - 1) // _THREADS, B)
+        self._norm = _kernel("run_norm_kernel", self.dtype)
+        self._step = _kernel("run_step_kernel", self.dtype)
+
+    def advance(self, u, k0: int, k1: int):
+        """Steps k0 .. k1 - 1 from the state u (a cupy array of the run's shape and dtype; used as a
+        work buffer, so its contents change). Returns (u_k1, first_bad): first_bad is the index of
+        the first step whose result is not finite, None if every result is (then u_k1 is the state
+        after step k1 - 1; after a bad step, the states that follow are not meaningful)."""
+        if not 0 <= k0 <= k1 <= self.n:
+            raise ValueError(f"steps must satisfy 0 <= k0 <= k1 <= {self.n}; got {k0}, {k1}")
+        a = cp.ascontiguousarray(u)
+        if a.shape != self.shape or a.dtype != self.dtype:
+            raise ValueError(f"u must be {self.shape} {self.dtype}; got {a.shape} {a.dtype}")
+        b = cp.empty_like(a)
+        self._bad.fill(_NO_BAD)
+        tamed = self._taming is not None
+        gamma, rms = (float(self._taming[0]), self._taming[1] == "rms") if tamed else (1.0, False)
+        k_1, k_2 = self._kinds
+        ih, ih2 = self._inv
+        block = (_THREADS,)
+        first, stream = np.uint64(self.streams.first), np.uint32(self.streams.stream)
+        for k in range(k0, k1):
+            ssq, ssq_next = self._ssq[k & 1], self._ssq[(k + 1) & 1]
+            if tamed:
+                self._norm(self._grid_nodes, block, (a, self._coef, self._nb, np.int32(k), k_1, *self._dims,
+                                                     self._cons, ih, ih2, ssq))
+            self._step(self._grid_blocks, block, (a, self._coef, self._nb, self._dts, np.int32(k), k_1, k_2,
+                                                  *self._dims, self._cons, ih, ih2, *self._key, first,
+                                                  np.uint32(self._draw0 + k), stream, np.int32(tamed), ssq,
+                                                  ssq_next, np.int32(rms), np.float64(gamma), b, self._bad))
+            a, b = b, a
+        self.streams.draw = self._draw0 + k1
+        bad = int(self._bad.get()[0])
+        return a, (None if bad == _NO_BAD else bad)
+
+
+def em_run(shape, dtype, columns, dts, streams, stencil="paper", spacing=1.0, taming=None,
+           diffusivity1="charbonnier", diffusivity2="charbonnier") -> EMRun:
+    """A fused run of (tamed) Euler-Maruyama steps (:class:`EMRun`)."""
+    return EMRun(shape, dtype, columns, dts, streams, stencil, spacing, taming, diffusivity1, diffusivity2)
 
 
 def standard_normal(shape, key, first, draw, stream=0, dtype=np.float64, out=None):
