@@ -81,7 +81,7 @@ def save_grid(images, path, nrow: int | None = None, title: str | None = None) -
 
 
 def _generate(args, model, process, prior, ck, n):
-    from .distributed import on_device
+    from .distributed import on_device, placed
     from .runs import score_function
     from .sampling import sample
 
@@ -92,8 +92,8 @@ def _generate(args, model, process, prior, ck, n):
     samp = ck.get("sampling", {})
     fm = getattr(process, "method", None) == "flow_matching"
     shape = (model.net.cfg.in_channels, model.net.cfg.image_size, model.net.cfg.image_size) if fm else None
-    model = on_device(model, args.device)  # the network on the GPU; the chain's numerics stay in spdekit
     if fm:
+        model = on_device(model, args.device)  # the network on the GPU, the ODE state on the host
         from .flow_matching import sample as fm_sample
 
         steps, method = args.steps or samp.get("steps", 100), samp.get("method", "heun")
@@ -101,6 +101,7 @@ def _generate(args, model, process, prior, ck, n):
         x = fm_sample(model, n, shape, steps=steps, method=method, seed=args.seed, batch_size=args.batch_size,
                       progress=not args.quiet)
         return x, time.perf_counter() - t0, {"steps": steps, "method": method}
+    model, chain = placed(model, args.device)  # the chain on the network's device when spdekit can run there
     steps = args.steps or samp.get("steps") or process.n_steps
     corr = samp.get("corrector_steps", 1) if args.corrector_steps is None else args.corrector_steps
     snr = samp.get("snr", 0.16) if args.snr is None else args.snr
@@ -115,7 +116,8 @@ def _generate(args, model, process, prior, ck, n):
     x = sample(process, score_function(model), n, steps=steps, corrector_steps=corr, snr=snr,
                prior=args.prior if prior is not None or args.prior == "forward" else "gaussian",
                data=data, prior_stats=prior if args.prior == "gaussian" else None, seed=args.seed,
-               batch_size=args.batch_size, progress=not args.quiet, predictor=predictor, corrector=corrector)
+               batch_size=args.batch_size, progress=not args.quiet, predictor=predictor, corrector=corrector,
+               device=chain).cpu()
     return x, time.perf_counter() - t0, {"steps": steps, "corrector_steps": corr, "snr": snr, "prior": args.prior,
                                          "predictor": predictor, "corrector": corrector}
 
@@ -328,7 +330,7 @@ def cmd_train_classifier(args) -> int:
 
 def cmd_stroke2img(args) -> int:
     from .data import load_digits
-    from .distributed import on_device
+    from .distributed import on_device, placed
     from .latent import decode_latents, decoder_for, encode_dataset
     from .metrics import load_classifier
     from .runs import load_model
@@ -358,8 +360,12 @@ def cmd_stroke2img(args) -> int:
     t0 = time.perf_counter()
     opts = {k: v for k, v in samp.items() if k in ("method", "corrector_steps", "snr", "predictor", "corrector")}
     opts.update({k: v for k, v in (("predictor", args.predictor), ("corrector", args.corrector)) if v})
-    x = stroke2img(on_device(model, args.device), process, reps if ae is None else encode_dataset(ae, reps), args.t0,
-                   steps=args.steps or samp.get("steps"), seed=args.seed, progress=not args.quiet, **opts)
+    if getattr(process, "method", None) == "flow_matching":
+        net, opts["device"] = on_device(model, args.device), None
+    else:  # the chain on the network's device when spdekit can run there
+        net, opts["device"] = placed(model, args.device)
+    x = stroke2img(net, process, reps if ae is None else encode_dataset(ae, reps), args.t0,
+                   steps=args.steps or samp.get("steps"), seed=args.seed, progress=not args.quiet, **opts).cpu()
     if ae is not None:
         x = decode_latents(ae, x)
     secs = time.perf_counter() - t0

@@ -201,6 +201,31 @@ def on_device(model: torch.nn.Module, device: str = "auto") -> torch.nn.Module:
     return OnDevice(model.to(dev), dev)
 
 
+def chain_device(device) -> torch.device:
+    """Where genmodel's chain (spdekit's numerics: forward paths, path targets, reverse steps) runs for a
+    network on ``device``: that device when spdekit can compute there (a CUDA device and cupy installed:
+    spdekit's cupy backend, reached through DLPack without copies), else the CPU, and the network then
+    gets its inputs through :class:`OnDevice`."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        from spdekit.backends import available
+
+        if available("cupy"):
+            return dev
+    return torch.device("cpu")
+
+
+def placed(model: torch.nn.Module, device: str = "auto") -> tuple[torch.nn.Module, torch.device]:
+    """``(model for the sampler, the chain's device)``: the model moved to ``device`` ("auto": the GPU when
+    torch sees one); where the chain can run there too (:func:`chain_device`) the model is returned as it
+    is and the sampler's state lives on that device, else it is wrapped in :class:`OnDevice` and the
+    chain stays on the CPU."""
+    dev = resolve_device(device)
+    chain = chain_device(dev)
+    model = model.to(dev) if dev.type != "cpu" else model
+    return (model if chain == dev else OnDevice(model, dev)), chain
+
+
 __all__ = ["DistContext", "environment", "resolve_device", "process_device", "from_environment", "rank_seeds", "shard",
            "split_evenly", "share_of", "all_gather_objects", "mean_across_ranks", "barrier", "shutdown", "OnDevice",
-           "on_device"]
+           "on_device", "chain_device", "placed"]

@@ -109,8 +109,8 @@ class FlowMatchingLoss:
 
     def __call__(self, model, batch: int, rng: np.random.Generator) -> torch.Tensor:
         x1 = self.data[torch.as_tensor(rng.integers(0, self.data.shape[0], batch))].to(torch.float32)
-        x0 = torch.as_tensor(rng.standard_normal(x1.shape), dtype=x1.dtype)
-        t = torch.as_tensor(rng.random(batch), dtype=x1.dtype)
+        x0 = torch.as_tensor(rng.standard_normal(x1.shape), dtype=x1.dtype, device=x1.device)
+        t = torch.as_tensor(rng.random(batch), dtype=x1.dtype, device=x1.device)
         v = model(t, self.path.interpolate(x0, x1, t))
         return (v - self.path.target(x0, x1)).square().flatten(1).mean(1).mean()
 

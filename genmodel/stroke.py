@@ -99,16 +99,19 @@ def _check_strokes(strokes) -> torch.Tensor:
 
 def sdedit_spde(process, score_fn, strokes, t0: float, steps: int | None = None, corrector_steps: int = 1,
                 snr: float = 0.16, seed=None, progress: bool = False, predictor: str = "em",
-                corrector: str = "langevin", reference=None) -> torch.Tensor:
+                corrector: str = "langevin", reference=None, device=None) -> torch.Tensor:
     """SDEdit with an SPDE model: forward chain from the strokes to t0, reverse sampler back to 0.
 
     ``steps``: predictor steps over the WHOLE interval [0, T] (as in :func:`genmodel.sample`); the
     reverse run takes round(t0 / Delta) of them, Delta = T / steps. t0 is rounded to a chain time
     k0 dt. ``predictor``/``corrector``: as in :func:`genmodel.sample` (the one reverse loop,
-    :func:`genmodel.samplers.reverse_run`)."""
+    :func:`genmodel.samplers.reverse_run`). ``device``: where the chain runs (default: the strokes' device);
+    ``score_fn`` gets tensors there."""
     from tqdm.auto import tqdm
 
     s = _check_strokes(strokes)
+    if device is not None:
+        s = s.to(device)
     if not 0 < t0 <= process.T:
         raise ValueError(f"t0 must lie in (0, T = {process.T}], got {t0}")
     steps = process.n_steps if steps is None else int(steps)
@@ -120,7 +123,7 @@ def sdedit_spde(process, score_fn, strokes, t0: float, steps: int | None = None,
     if get_predictor(predictor).on_chain_grid:
         n_rev = min(n_rev, k0)
     rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    gen = torch.Generator(s.device).manual_seed(int(rng.integers(2**62)))
     u = process.simulate(s, k0, rng).contiguous()
     with tqdm(total=n_rev, disable=not progress, desc="sdedit", unit="step") as bar:
         return reverse_run(process, score_fn, u, t0, n_rev, predictor, corrector, corrector_steps, snr, rng=rng,
@@ -188,7 +191,7 @@ def stroke2img(model, process, strokes, t0: float, steps: int | None = None, see
 
     return sdedit_spde(process, score_function(model), strokes, t0, steps, kw.get("corrector_steps", 1),
                        kw.get("snr", 0.16), seed, progress, predictor=kw.get("predictor", "em"),
-                       corrector=kw.get("corrector", "langevin"))
+                       corrector=kw.get("corrector", "langevin"), device=kw.get("device"))
 
 
 __all__ = ["OUTSIDE", "make_strokes", "quantise", "load_stroke", "sdedit_spde", "sdedit_flow", "stroke_scores",

@@ -42,6 +42,7 @@ from .distributed import (
     DistContext,
     OnDevice,
     all_gather_objects,
+    chain_device,
     mean_across_ranks,
     rank_seeds,
     resolve_device,
@@ -178,8 +179,11 @@ class Trainer:
             torch.manual_seed(torch_seed)  # dropout: one stream per rank
         else:
             self.rng = np.random.default_rng(tr["seed"])
+        # the chain (pools, path targets) on the network's device when spdekit can compute there (cupy)
+        self.chain_device = chain_device(self.device)
+        self.local_data = self.local_data.to(self.chain_device)
         stage(f"preparing the loss ([train] loss = {tr['loss']!r}, pool = {tr['pool']}: forward paths are "
-              "simulated to random times)")
+              f"simulated to random times, on {self.chain_device})")
         with _elapsed("setup: loss", progress and self.rank == 0):
             self.loss = self._make_loss()
         self.forward_model = self._wrap(self.model)
@@ -216,7 +220,7 @@ class Trainer:
                        else {"broadcast_buffers": False})  # torch < 2.13
             model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None,
                                             **no_sync)
-        return OnDevice(model, self.device) if self.device.type != "cpu" else model
+        return OnDevice(model, self.device) if self.device != self.chain_device else model
 
     @property
     def n_params(self) -> int:

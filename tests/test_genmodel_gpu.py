@@ -1,5 +1,6 @@
-"""genmodel on a CUDA device: training on the GPU, sampling with the network there (the chain stays
-in spdekit's host kernels), the CLI's --device. Runs when torch sees a CUDA device, skips otherwise;
+"""genmodel on a CUDA device: training on the GPU, sampling with the network there (the chain on the
+device too when cupy is installed: genmodel.distributed.chain_device; else in spdekit's host kernels),
+the CLI's --device. Runs when torch sees a CUDA device, skips otherwise;
 the CPU side of the same code (``on_device`` on the CPU) is tested in test_genmodel_distributed.py."""
 
 import numpy as np
@@ -47,6 +48,19 @@ def test_training_runs_on_the_gpu_and_exports_a_cpu_checkpoint(trained):
     assert all(not p.is_cuda for p in model.parameters())
 
 
+def test_the_training_chain_lives_on_the_gpu_when_cupy_is_there(trained):
+    """Issue 25: with cupy installed, the pools and path targets are on the network's device and the model
+    is not wrapped in OnDevice; without cupy the chain stays on the host."""
+    from spdekit.backends import available
+
+    tr, _ = trained
+    if available("cupy"):
+        assert tr.chain_device.type == "cuda" and tr.local_data.is_cuda
+        assert not isinstance(tr.forward_model, OnDevice)
+    else:
+        assert tr.chain_device.type == "cpu" and isinstance(tr.forward_model, OnDevice)
+
+
 def test_network_on_the_gpu_scores_like_the_cpu(trained):
     _, out = trained
     model, process, prior, _ = load_model(out / "model.pt")
@@ -71,14 +85,15 @@ def test_sample_cli_on_either_device(trained, tmp_path, device):
 
 
 def test_same_seed_same_samples_on_gpu_and_cpu(trained, tmp_path):
-    """One network, one seed: the chain's randomness is drawn on the host either way, so the two runs
-    differ only by the network's float rounding on the two devices."""
+    """One network, one seed: the chain's noise is spdekit's Philox streams, the same numbers on the host and
+    on the device (the Langevin corrector's torch generator is per device, so it is off here), so the two
+    runs differ only by the network's and the kernels' float rounding on the two devices."""
     _, out = trained
     xs = {}
     for device in ("cuda", "cpu"):
         dst = tmp_path / f"{device}.npz"
         main(["sample", str(out / "model.pt"), "--n", "4", "--out", str(dst), "--device", device, "--quiet",
-              "--seed", "3"])
+              "--seed", "3", "--corrector", "none"])
         xs[device] = np.load(dst)["images"]
     np.testing.assert_allclose(xs["cuda"], xs["cpu"], atol=1e-3)
 

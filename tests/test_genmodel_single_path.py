@@ -174,3 +174,24 @@ def test_prior_draws_on_the_requested_device(chain, no_numpy):
     diag = GaussianPrior(np.zeros((1, H, H)), np.full((1, H, H), 0.3), "dct_diagonal")
     y = diag.sample(4, np.random.default_rng(0), device=DEVICE)
     assert y.device == DEVICE and y.dtype == torch.float32
+
+
+def test_the_chain_runs_on_the_networks_device_only_where_spdekit_can(monkeypatch):
+    """chain_device / placed: a CUDA network gets the chain on its device when spdekit's cupy backend is
+    available, else the chain stays on the CPU and the network is wrapped in OnDevice; a CPU network is
+    returned as it is."""
+    import spdekit.backends
+    from genmodel.distributed import OnDevice, chain_device, placed
+
+    monkeypatch.setattr(spdekit.backends, "available", lambda name: name == "cupy")
+    assert chain_device("cuda:1") == torch.device("cuda:1")
+    monkeypatch.setattr(spdekit.backends, "available", lambda name: False)
+    assert chain_device("cuda") == torch.device("cpu")
+    assert chain_device("cpu") == torch.device("cpu")
+    net = torch.nn.Linear(2, 2)
+    model, chain = placed(net, "cpu")
+    assert model is net and chain == torch.device("cpu")
+    monkeypatch.setattr("genmodel.distributed.resolve_device", lambda device, *a: torch.device("cuda"))
+    monkeypatch.setattr(torch.nn.Linear, "to", lambda self, dev: self)  # no GPU here: moving is a no-op
+    model, chain = placed(net, "cuda")
+    assert isinstance(model, OnDevice) and chain == torch.device("cpu")
