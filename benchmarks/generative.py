@@ -26,8 +26,9 @@ the same as for a trained model, and the reverse chain stays finite whatever the
     python benchmarks/generative.py [--repeats 5] [--block 5] [--n 32] [--threads 1] [--size 16]
                                     [--device cpu|cuda] [--json F]
 
-``--device cuda`` trains and samples with the network on the GPU (``[train] device``; the sampler's
-network through :func:`genmodel.distributed.on_device`); ``--size 32`` uses the digits at 32 px (the
+``--device cuda`` trains and samples with the network on the GPU (``[train] device``), the chain there
+too when cupy is installed (:func:`genmodel.distributed.placed`; else on the host, the network through
+``OnDevice``: the report says which); ``--size 32`` uses the digits at 32 px (the
 same U-Net). GPU figures are recorded in docs/gpu.md only as measured there.
 """
 
@@ -48,7 +49,7 @@ import torch
 from _harness import alternate, machine, write_json
 
 from genmodel import sample
-from genmodel.distributed import on_device
+from genmodel.distributed import placed
 from genmodel.priors import GaussianPrior
 from genmodel.runs import score_function
 from genmodel.train import Trainer, load_config
@@ -131,12 +132,13 @@ def main(argv=None):
             with torch.no_grad():
                 for prm in tr.ema.shadow.net.parameters():
                     prm.zero_()
-            model = on_device(tr.ema.shadow, a.device)
+            model, chain = placed(tr.ema.shadow, a.device)
             prior = GaussianPrior.fit(tr.process, tr.train_data[:256], replicates=1, seed=0)
-            sample(tr.process, score_function(model), 1, steps=2, corrector_steps=1, prior=prior, seed=1)  # warm-up
+            sample(tr.process, score_function(model), 1, steps=2, corrector_steps=1, prior=prior, seed=1,
+                   device=chain)  # warm-up
             t0 = time.perf_counter()
             x = sample(tr.process, score_function(model), a.n, steps=a.sampling_steps, corrector_steps=1,
-                       prior=prior, seed=0)
+                       prior=prior, seed=0, device=chain)
             if a.device == "cuda":
                 torch.cuda.synchronize()
             secs = time.perf_counter() - t0
@@ -144,7 +146,8 @@ def main(argv=None):
 
     ve = res[("VE-SDE (pure noise), exact DSM", 128)]["median"]
     lines = [f"training: {a.block} steps per block, median of {a.repeats} alternating blocks; "
-             f"torch/numba threads {a.threads}; device {a.device}; {a.size} px; "
+             f"torch/numba threads {a.threads}; device {a.device} (chain on {trainers[rows[0][0], 128].chain_device}); "
+             f"{a.size} px; "
              f"network {trainers[rows[0][0], 128].n_params:,} parameters",
              f"{'process, loss':34s} {'batch':>5s} {'evals':>5s} {'s/step':>8s} {'steps/s':>8s} {'vs VE':>7s}"]
     out_rows = []
