@@ -113,6 +113,7 @@ from .grid import as_batch
 from .solvers import Solver
 
 COEFFICIENTS = ("transformed", "integral", "left")
+PRECONDITIONERS = ("jacobi", "dct")
 #: Gauss-Legendre nodes/weights on [0, 1] for schedules without a closed-form integral
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 _GL_X, _GL_W = 0.5 * (_GL_X + 1.0), 0.5 * _GL_W
@@ -247,6 +248,12 @@ class LinearlyImplicitTheta(_StiffSolver):
     coefficients : how the schedules enter a step (module doc): "transformed" (default: the scheme in
         the time tau = int alpha1 and the variable sqrt(alpha1) / alpha2 U), "integral" (alpha1's mean
         and alpha2's root mean square over the step) or "left" (their values at the step's start).
+    preconditioner : "jacobi" (default: the diagonal of the system) or "dct" (the constant-coefficient
+        system I - s wbar L, wbar the plane's mean frozen weight, inverted exactly by a 2-d DCT-II:
+        :class:`spdekit.backends.implicit_numpy.DCTPreconditioner`). The DCT needs fewer iterations but
+        costs more per step on the paper preset, whose diffusivity varies too much across the image for a
+        constant-coefficient preconditioner; it pays where the diffusivity is nearly constant (the linear
+        heat equation: one iteration). Measured: docs/validation.md, "Preconditioners of the theta solve".
     """
 
     name = "linearly_implicit_theta"
@@ -254,7 +261,8 @@ class LinearlyImplicitTheta(_StiffSolver):
     strong_order_additive = 1.0
     weak_order = 1.0
 
-    def __init__(self, theta: float = 0.5, rtol: float = 1e-6, maxiter: int = 500, coefficients: str = "transformed"):
+    def __init__(self, theta: float = 0.5, rtol: float = 1e-6, maxiter: int = 500, coefficients: str = "transformed",
+                 preconditioner: str = "jacobi"):
         theta = check_real("theta", theta)
         if not 0.5 <= theta <= 1.0:
             raise ValueError(f"theta must lie in [0.5, 1] (A-stable theta-methods); got {theta}")
@@ -265,13 +273,15 @@ class LinearlyImplicitTheta(_StiffSolver):
         self.rtol = rtol
         self.maxiter = check_int("maxiter", maxiter, minimum=1)
         self.coefficients = check_choice("coefficients", coefficients, COEFFICIENTS)
+        self.preconditioner = check_choice("preconditioner", preconditioner, PRECONDITIONERS)
 
     def step_info(self, problem, t, u, dt, dW, backend="auto", checked=False, **_):
         """(u_next, all_finite, info): ``info`` holds the Krylov iterations and relative residuals per
         (sample, channel). Raises LinearSolveError when the solve misses its tolerance."""
         mod, ub, restore, dWb, plan = self._prepare(problem, t, u, dt, dW, backend, checked)
         new, finite, info = mod.theta_step(ub, dWb, float(dt), plan.coef, self.theta, problem.stencil,
-                                           problem.spacing, self.rtol, self.maxiter, plan.shift, plan.factor)
+                                           problem.spacing, self.rtol, self.maxiter, plan.shift, plan.factor,
+                                           self.preconditioner)
         if not info["converged"] and finite:
             worst = float(np.max(info["residual"]))
             raise mod.LinearSolveError(
@@ -286,11 +296,15 @@ class LinearlyImplicitTheta(_StiffSolver):
         return new, finite
 
     def to_dict(self) -> dict:
-        return {"solver": self.name, "theta": self.theta, "rtol": self.rtol, "maxiter": self.maxiter,
-                "coefficients": self.coefficients}
+        d = {"solver": self.name, "theta": self.theta, "rtol": self.rtol, "maxiter": self.maxiter,
+             "coefficients": self.coefficients}
+        if self.preconditioner != "jacobi":  # descriptions written before the option stay equal
+            d["preconditioner"] = self.preconditioner
+        return d
 
     def __repr__(self) -> str:
         extra = "" if self.coefficients == "transformed" else f", coefficients={self.coefficients!r}"
+        extra += "" if self.preconditioner == "jacobi" else f", preconditioner={self.preconditioner!r}"
         return f"LinearlyImplicitTheta(theta={self.theta}, rtol={self.rtol:g}, maxiter={self.maxiter}{extra})"
 
 

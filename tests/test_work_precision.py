@@ -100,3 +100,26 @@ def test_section_and_cache(quick_run):
         wp.main(argv)
     finally:
         wp.solver_for = saved
+
+
+def test_config_reductions_at_512(wp):
+    assert wp.config("heat", 512, False) is None
+    cfg = wp.config("paper", 512, False)
+    assert cfg["samples"] == 1 and cfg["repeats"] == 1
+    assert min(cfg["tamed-fixed"]) >= 4.0 / cfg["factor"]  # the reference 4 times finer than explicit points
+    small = wp.config("paper", 128, False)
+    assert small["samples"] is None and small["repeats"] == 2
+    assert min(small["tamed-fixed"]) < 1.0 / small["factor"]  # bridged below the path's finest step
+
+
+def test_bridged_substeps(wp, tmp_path):
+    """tamed EM below the path's finest step (Brownian-bridge sub-increments): the steps count the
+    sub-steps, and the error keeps falling with dt."""
+    cfg = {"factor": 2, "samples": None, "repeats": 1, "tamed-fixed": [1.0, 0.5, 0.25], "tamed-bound": [],
+           "em-fixed": [], "em-bound": [], "theta": [], "aos": []}
+    cache = {}
+    wp.run_pass("paper", 16, 1, 3, cfg, str(tmp_path / "ref.npy"), cache, str(tmp_path / "c.json"))
+    rows = {r["param"]: r for r in cache.values()}
+    assert rows[0.25]["bridged_substeps"] == 2 and rows[0.5]["bridged_substeps"] == 1
+    assert rows[0.25]["steps"] == 2 * rows[0.5]["steps"] == 4 * rows[1.0]["steps"]
+    assert rows[1.0]["err"] > rows[0.5]["err"] > rows[0.25]["err"] and rows[0.25]["finite"]

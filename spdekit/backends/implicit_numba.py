@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import implicit_numpy as _ref
 from . import numba_backend as kb
 from .implicit_numpy import METHODS, LinearSolveError, aos_step_with, theta_step_with  # noqa: F401
 
@@ -489,16 +490,21 @@ def _per_plane(v, B, C):
     return np.repeat(np.broadcast_to(np.asarray(v, dtype=np.float64), (B,)), C)
 
 
-def solve(w, rhs, scale, method="cg", rtol=1e-6, maxiter=500):
+def solve(w, rhs, scale, method="cg", rtol=1e-6, maxiter=500, preconditioner="jacobi", stencil=None):
     """Same contract as :func:`.implicit_numpy.solve`."""
     B, C = rhs.shape[:2]
     wp = _planes(w)
     b = _planes(rhs)
     sc = _per_plane(scale, B, C)
-    dinv = np.empty_like(b)
-    _diag_inverse(wp, sc, dinv)
     if method not in ("cg", "bicgstab"):
         raise ValueError(f"method must be 'cg' or 'bicgstab'; got {method!r}")
+    if preconditioner == "dct":
+        x, it, rr, bb = _solve_dct(wp, b, sc, method, rtol, maxiter, stencil)
+        return x.reshape(rhs.shape), _ref._info(it.reshape(B, C), rr.reshape(B, C), bb.reshape(B, C), rtol)
+    if preconditioner != "jacobi":
+        raise ValueError(f"preconditioner must be 'jacobi' or 'dct'; got {preconditioner!r}")
+    dinv = np.empty_like(b)
+    _diag_inverse(wp, sc, dinv)
     if b.shape[1] * b.shape[2] <= _FUSED_MAX:
         P = b.shape[0]
         bb = np.einsum("pij,pij->p", b, b)
@@ -519,6 +525,23 @@ def solve(w, rhs, scale, method="cg", rtol=1e-6, maxiter=500):
     from .implicit_numpy import _info
 
     return x.reshape(rhs.shape), _info(it.reshape(B, C), rr.reshape(B, C), bb.reshape(B, C), rtol)
+
+
+def _solve_dct(wp, b, sc, method, rtol, maxiter, stencil):
+    """DCT-preconditioned solve: the reference's recurrences (:func:`.implicit_numpy._cg`,
+    :func:`.implicit_numpy._bicgstab`) with the jitted operator; the preconditioner is scipy's DCT,
+    applied from Python between the kernels (numba cannot call scipy.fft)."""
+    pc = _ref.DCTPreconditioner(wp, sc, stencil or ("conservative" if method == "cg" else "paper"))
+    P, H, _ = b.shape
+    active = np.ones(P, dtype=np.bool_)
+    parts = np.zeros((P, _blocks(H))), np.zeros((P, _blocks(H)))
+
+    def matvec(x):
+        out = np.empty_like(x)
+        _apply_dots(wp, sc, x, out, x, active, *parts)
+        return out
+
+    return (_ref._cg if method == "cg" else _ref._bicgstab)(matvec, pc, b, rtol, maxiter)
 
 
 def _cg(w, b, sc, dinv, rtol, maxiter):
@@ -615,10 +638,10 @@ def aos_solve(w, f, dt):
 
 
 def theta_step(u, dW, dt, coef, theta=0.5, stencil="paper", spacing=1.0, rtol=1e-6, maxiter=500, shift=None,
-               factor=None):
+               factor=None, preconditioner="jacobi"):
     """Same contract as :func:`.implicit_numpy.theta_step`."""
     return theta_step_with(kb, frozen_weights, solve, u, dW, dt, coef, theta, stencil, spacing, rtol, maxiter,
-                           shift, factor)
+                           shift, factor, preconditioner)
 
 
 def aos_step(u, dW, dt, coef, stencil="paper", spacing=1.0, shift=None, factor=None):
