@@ -7,6 +7,13 @@ and prints the fraction of outputs with a pixel outside [-1.5, 1.5] before clipp
 (:data:`genmodel.stroke.OUTSIDE`). About 8 minutes on one core.
 
     python validation/stroke_inputs.py [--ckpt genmodel/assets/digits16_anisotropic.pt] [--n 64]
+    python validation/stroke_inputs.py --bands [--seed 1]      # where a runaway grows (below)
+
+``--bands``: one run of the default strokes (seed ``--seed``), recording at every network call the state,
+the network's score s and the Gaussian reference's score s_ref; prints, for the runs that end outside and
+for the others, the mean energy of the state, of the network's residual s - s_ref and of s_ref in four
+bands of DCT-II modes (frequency index sum ky + kx in [0, 8), [8, 16), [16, 24), [24, 31)) along the
+reverse run. About 30 s on one core.
 """
 
 from __future__ import annotations
@@ -32,18 +39,57 @@ def band_projection(x: torch.Tensor, reference, tau: float = 1e-5) -> torch.Tens
     return torch.as_tensor(np.asarray(from_modes(z)), dtype=torch.float32)
 
 
+BANDS = ((0, 8), (8, 16), (16, 24), (24, 31))
+
+
+def band_energies(z: np.ndarray, sel: np.ndarray) -> list[float]:
+    """Mean over the selected samples of the energy of modes z (B, 1, H, W) in each band of BANDS."""
+    fy, fx = np.meshgrid(np.arange(z.shape[-2]), np.arange(z.shape[-1]), indexing="ij")
+    e = (z[sel, 0] ** 2).mean(0)
+    return [float(e[(fy + fx >= lo) & (fy + fx < hi)].sum()) for lo, hi in BANDS]
+
+
+def bands(process, score, reference, strokes, t0: float, steps: int, seed: int) -> list[dict]:
+    """Band energies of state, network residual and reference score along one SDEdit run (module doc)."""
+    rec = []
+
+    def recording(t, u):
+        s = score(t, u)
+        k = int(round(float(t[0]) / process.dt))
+        rec.append((float(t[0]), u.double().numpy().copy(), s.double().numpy(),
+                    np.asarray(reference.score(k, u.double().numpy()))))
+        return s
+
+    out = sdedit_spde(process, recording, strokes, t0, steps=steps, seed=seed)
+    bad = (out.abs() > OUTSIDE).flatten(1).any(1).numpy()
+    rows = []
+    for i in sorted({0, len(rec) // 4, len(rec) // 2, 3 * len(rec) // 4, len(rec) - 1}):
+        t, u, s, sr = rec[i]
+        z = {"state": to_modes(u, "conservative"), "residual": to_modes(s - sr, "conservative"),
+             "reference score": to_modes(sr, "conservative")}
+        rows.append({"t": t, **{f"{name}, {who}": band_energies(np.asarray(v), sel) for name, v in z.items()
+                                for who, sel in (("outside", bad), ("inside", ~bad))}})
+    return [{"outside": np.flatnonzero(bad).tolist()}] + rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", default="genmodel/assets/digits16_anisotropic.pt")
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--t0", type=float, default=0.8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--bands", action="store_true", help="band energies along one run (module doc)")
+    ap.add_argument("--seed", type=int, default=1, help="the seed of --bands")
     args = ap.parse_args(argv)
     model, process, _, ck = load_model(args.ckpt)
     score = score_function(model)
     steps = ck.get("sampling", {}).get("steps")
     d = load_digits(int(ck["arch"]["image_size"]), "test")[: args.n]
     stroke = make_strokes(d, 3, 1.0)
+    if args.bands:
+        for row in bands(process, score, gaussian_reference(process, score), stroke, args.t0, steps, args.seed):
+            print(json.dumps(row))
+        return
     inputs = {
         "the held-out digits themselves": d,
         "blurred only (1 px, no quantisation)": make_strokes(d, 256, 1.0),
