@@ -8,12 +8,17 @@ and prints the fraction of outputs with a pixel outside [-1.5, 1.5] before clipp
 
     python validation/stroke_inputs.py [--ckpt genmodel/assets/digits16_anisotropic.pt] [--n 64]
     python validation/stroke_inputs.py --bands [--seed 1]      # where a runaway grows (below)
+    python validation/stroke_inputs.py --sweep CKPT [CKPT ...]   # models x t0 in {0.4, 0.8, 1.2, 1.6}
 
 ``--bands``: one run of the default strokes (seed ``--seed``), recording at every network call the state,
 the network's score s and the Gaussian reference's score s_ref; prints, for the runs that end outside and
 for the others, the mean energy of the state, of the network's residual s - s_ref and of s_ref in four
 bands of DCT-II modes (frequency index sum ky + kx in [0, 8), [8, 16), [16, 24), [24, 31)) along the
 reverse run. About 30 s on one core.
+
+``--sweep``: for each checkpoint, the default strokes at t0 = 0.4, 0.8, 1.2, 1.6, 500 reverse steps over
+[0, T] (EM + 1 Langevin step), seeds ``--seeds``: the fraction of outputs outside and of confident ones
+(the shipped classifier, > 0.9). About 3 minutes per checkpoint on one core.
 """
 
 from __future__ import annotations
@@ -72,6 +77,29 @@ def bands(process, score, reference, strokes, t0: float, steps: int, seed: int) 
     return [{"outside": np.flatnonzero(bad).tolist()}] + rows
 
 
+def sweep(ckpts, seeds, n: int = 64, t0s=(0.4, 0.8, 1.2, 1.6), steps: int = 500) -> list[dict]:
+    """Outside and confident fractions of SDEdit from the default strokes, per checkpoint, t0 and seed."""
+    from genmodel.metrics import load_classifier
+    from genmodel.stroke import stroke_scores
+
+    classifier = load_classifier("genmodel/assets/digits_classifier_16.pt")
+    strokes = make_strokes(load_digits(16, "test")[:n], 3, 1.0)
+    rows = []
+    for path in ckpts:
+        model, process, _, _ = load_model(path)
+        score = score_function(model)
+        for t0 in t0s:
+            row = {"checkpoint": str(path), "t0": t0}
+            for seed in seeds:
+                out = sdedit_spde(process, score, strokes, t0, steps=steps, seed=seed)
+                res = stroke_scores(out, strokes, classifier)
+                row[f"outside_seed{seed}"] = res["outside_fraction"]
+                row[f"confident_seed{seed}"] = res["confident_fraction"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", default="genmodel/assets/digits16_anisotropic.pt")
@@ -80,7 +108,10 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--bands", action="store_true", help="band energies along one run (module doc)")
     ap.add_argument("--seed", type=int, default=1, help="the seed of --bands")
+    ap.add_argument("--sweep", nargs="+", metavar="CKPT", help="checkpoints to sweep over t0 (module doc)")
     args = ap.parse_args(argv)
+    if args.sweep:
+        return sweep(args.sweep, args.seeds, args.n)
     model, process, _, ck = load_model(args.ckpt)
     score = score_function(model)
     steps = ck.get("sampling", {}).get("steps")
