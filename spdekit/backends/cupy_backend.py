@@ -221,6 +221,7 @@ class EMRun:
             raise ValueError(f"u must be {self.shape} {self.dtype}; got {a.shape} {a.dtype}")
         b = cp.empty_like(a)
         self._bad.fill(_NO_BAD)
+        self._ssq[k0 & 1].fill(0.0)  # the ring row of the first step (later rows: zeroed by the step kernels)
         tamed = self._taming is not None
         gamma, rms = (float(self._taming[0]), self._taming[1] == "rms") if tamed else (1.0, False)
         k_1, k_2 = self._kinds
