@@ -200,6 +200,7 @@ class EMRun:
         self._key = (np.uint32(streams.key[0]), np.uint32(streams.key[1]))
         self._taming = taming
         self._ssq = cp.zeros((2, B), dtype=cp.float64)  # a two-row ring (run_step_kernel zeroes the next row)
+        self._rows = (self._ssq[0], self._ssq[1])
         self._bad = cp.empty(1, dtype=cp.int32)
         C, H, W = self.shape[1:]
         per = 4 if self.dtype == np.float32 else 2
@@ -221,7 +222,7 @@ class EMRun:
             raise ValueError(f"u must be {self.shape} {self.dtype}; got {a.shape} {a.dtype}")
         b = cp.empty_like(a)
         self._bad.fill(_NO_BAD)
-        self._ssq[k0 & 1].fill(0.0)  # the ring row of the first step (later rows: zeroed by the step kernels)
+        self._rows[k0 & 1].fill(0.0)  # the ring row of the first step (later rows: zeroed by the step kernels)
         tamed = self._taming is not None
         gamma, rms = (float(self._taming[0]), self._taming[1] == "rms") if tamed else (1.0, False)
         k_1, k_2 = self._kinds
@@ -229,7 +230,7 @@ class EMRun:
         block = (_THREADS,)
         first, stream = np.uint64(self.streams.first), np.uint32(self.streams.stream)
         for k in range(k0, k1):
-            ssq, ssq_next = self._ssq[k & 1], self._ssq[(k + 1) & 1]
+            ssq, ssq_next = self._rows[k & 1], self._rows[(k + 1) & 1]
             if tamed:
                 self._norm(self._grid_nodes, block, (a, self._coef, self._nb, np.int32(k), k_1, *self._dims,
                                                      self._cons, ih, ih2, ssq))
