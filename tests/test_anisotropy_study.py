@@ -271,6 +271,20 @@ def test_status_and_resume_on_fake_runs(study, rows, tmp_path):
     assert "made with ANOTHER config" in study.status_lines(tasks, work, settings)[1]
 
 
+def test_relative_workdir_reads_the_runs_of_the_absolute_one(study, rows, tmp_path, monkeypatch, capsys):
+    """The runs' configs name the sharp data file by absolute path: a relative --workdir (resolved) must find
+    them done, not "made with ANOTHER config" (which tells the user to move the folder away)."""
+    T1 = study.T1
+    root = tmp_path / "w"
+    (task,) = rows.plan(T1.PROFILES["quick"], "quick", root, ["sharp16"], ["c"])
+    T1.check_run_folder(root / "quick" / task.name, task.cfg)
+    (root / "quick" / task.name / "result.json").write_text(json.dumps(_fake_result(3.5)))
+    monkeypatch.chdir(tmp_path)
+    assert study.main(["--quick", "--status", "--datasets", "sharp16", "--rows", "c", "--workdir", "w"]) == 0
+    out = capsys.readouterr().out
+    assert f"{task.name}: done: FID 3.50" in out and "ANOTHER" not in out
+
+
 def test_document_from_fake_runs(study, rows, paired, doc, tmp_path):
     """Paired table, intervals and the plain statement are generated from the run files."""
     T1 = study.T1

@@ -41,7 +41,8 @@ reference_row, commit, machine). Finished runs are kept in ``--workdir``; a reru
 interrupted training resumes from its ``last.pt`` (an interrupted extra evaluation restarts from the run's
 ``model.pt``). The document is always written from every finished run of the whole plan (whatever command
 made it), with what is left listed. Layout: ``WORKDIR/data`` (the sharp training split as .npz; the runs'
-configs name it by its absolute path, so a moved workdir reads as another config), ``WORKDIR/classifiers``,
+configs name it by its absolute path, so a moved workdir reads as another config; a relative
+``--workdir`` is resolved first), ``WORKDIR/classifiers``,
 ``WORKDIR/full|quick/<data set>_<row>_seed<k>/`` (table1's run folder, plus ``eval_<tag>.json`` and
 ``grid_<tag>.pt`` per extra evaluation) and ``commands.jsonl`` (the commands that made them).
 
@@ -244,7 +245,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     mode = "quick" if args.quick else "full"
     prof = dict(T1.PROFILES[mode])
-    root = Path(args.workdir)
+    root = Path(args.workdir).resolve()  # the runs' configs name the data by absolute path
     workdir = root / mode
     settings = {"mode": mode, "predictor": args.predictor, "n_samples": T1.samples_for(prof, 16),
                 "em_dt_samples": EM_DT_SAMPLES[mode], "note": args.note, "root": str(root)}
