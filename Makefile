@@ -9,6 +9,8 @@ PIP     = $(PY) -m pip
 # build of your choice first (see README, "GPU"); an installed torch satisfies this spec's range.
 TORCH_SPEC ?= torch==2.13.0
 OUT    ?= out
+# test processes (pytest-xdist): one per core; TEST_WORKERS=0 runs the suite in one process
+TEST_WORKERS ?= auto
 
 .PHONY: demo test install install-test lint bench clean
 
@@ -33,7 +35,7 @@ demo: $(VENV)/.base
 	@echo "demo outputs: $(OUT)/demo.nc (netCDF trajectory) and $(OUT)/demo.png (forward process)"
 
 test: $(VENV)/.test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(VENV)/.test
 	$(PIP) install -q ruff && $(VENV)/bin/ruff check .
