@@ -110,7 +110,7 @@ from ._checks import check_choice, check_int, check_real
 from .backends import get_backend
 from .backends.base import Coefficients, as_coefficients
 from .grid import as_batch
-from .solvers import Solver
+from .solver_base import Solver
 
 COEFFICIENTS = ("transformed", "integral", "left")
 PRECONDITIONERS = ("jacobi", "dct")

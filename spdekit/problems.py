@@ -1,7 +1,7 @@
 """Test problems with exact solutions on a given Brownian path (for convergence studies).
 
 Every problem is an SDE/SPDE dU = drift(t, U) dt + noise_term(t, U, dW) in the form the solvers
-accept (``drift``, ``noise_term``, ``noise``; :func:`spdekit.solvers.generic_em_step`), with the
+accept (``drift``, ``noise_term``, ``noise``; :func:`spdekit.solver_base.generic_em_step`), with the
 batch (path) axis first. A problem with an exact solution has
 
 * ``exact_step(t, u, dt, path)``: the exact solution at t + dt started from u at t, driven by the

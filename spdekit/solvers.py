@@ -16,54 +16,17 @@ dt * b). gamma = 1 is HJK's scheme; ||.|| is taken per sample over all non-batch
 Euclidean norm ("l2", as in HJK) or the root mean square ("rms", resolution independent).
 
 Stiff-stable solvers (stable at any dt, ``stiff_stable = True``): :class:`spdekit.LinearlyImplicitTheta`
-and :class:`spdekit.AOSEulerMaruyama`, defined in :mod:`spdekit.implicit` and registered here.
+and :class:`spdekit.AOSEulerMaruyama`, defined in :mod:`spdekit.implicit` and registered here; all subclass
+:class:`spdekit.solver_base.Solver`.
 """
 
 from __future__ import annotations
 
-from ._checks import array_module, check_choice, check_positive
-from .backends.numpy_backend import taming_factor
+from ._checks import check_choice, check_positive
+from .implicit import AOSEulerMaruyama, LinearlyImplicitTheta
+from .solver_base import Solver, generic_em_step  # noqa: F401  (spdekit.solvers.Solver, generic_em_step)
 
 NORMS = ("l2", "rms")
-
-
-def generic_em_step(problem, t, u, dt, dW, taming=None):
-    """The readable (tamed) EM step for any problem with drift/noise_term."""
-    xp = array_module(u)
-    b = problem.drift(t, u)
-    factor = xp.asarray(taming_factor(b, dt, taming)).reshape((-1,) + (1,) * (u.ndim - 1))
-    out = u + factor.astype(u.dtype) * b + problem.noise_term(t, u, dW)
-    return out, bool(xp.isfinite(out).all())
-
-
-class Solver:
-    """Base class. ``strong_order``/``weak_order``: the classical orders for globally Lipschitz
-    coefficients (EM: 1/2 strong for multiplicative noise, 1 for additive noise; 1 weak)."""
-
-    name = "solver"
-    #: True for solvers stable at any dt (spdekit.implicit); the explicit ones need dt <= h^2/(4 max alpha1)
-    stiff_stable = False
-    strong_order = 0.5
-    strong_order_additive = 1.0
-    weak_order = 1.0
-    taming = None
-
-    def step(self, problem, t, u, dt, dW, backend="auto", **options):
-        """(u_next, all_finite). ``options`` go to a fused ``problem.em_step`` (buffers, precomputed
-        coefficients); the generic step ignores them."""
-        fused = getattr(problem, "em_step", None)
-        if fused is not None:
-            return fused(t, u, dt, dW, taming=self.taming, backend=backend, **options)
-        return generic_em_step(problem, t, u, dt, dW, self.taming)
-
-    def to_dict(self) -> dict:
-        return {"solver": self.name}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
 
 
 class EulerMaruyama(Solver):
@@ -97,8 +60,6 @@ class TamedEulerMaruyama(Solver):
     def __repr__(self) -> str:
         return f"TamedEulerMaruyama(gamma={self.gamma}, norm={self.norm!r})"
 
-
-from .implicit import AOSEulerMaruyama, LinearlyImplicitTheta  # noqa: E402  (they subclass Solver)
 
 SOLVERS = {"euler_maruyama": EulerMaruyama, "tamed_euler_maruyama": TamedEulerMaruyama,
            "linearly_implicit_theta": LinearlyImplicitTheta, "aos_euler_maruyama": AOSEulerMaruyama}
