@@ -20,6 +20,11 @@ branch in every division and keeps LLVM from vectorising the diffusivity loops (
 The diffusivity family (:mod:`spdekit.operators`) reaches the kernels as ``fam`` (``fam1`` for g1,
 ``fam2`` for g2), a marker of :data:`FAMILIES` whose numba type selects the family's g at compile
 time; :func:`_gfun` and :func:`_dgds` are this backend's one definition of g and dg/ds.
+
+Editing these helpers: numba's on-disk cache (``cache=True``) checks only the file that defines a
+kernel, not the helpers it inlines from other files (numba PR 8396, not merged), so the cached kernels of
+:mod:`.implicit_numba` and :mod:`.numba_adjoint` keep the old g and dg/ds until their
+cache is cleared: ``find spdekit -name '*.nb[ic]' -delete``. A fresh clone (CI) has no cache.
 """
 
 from __future__ import annotations
