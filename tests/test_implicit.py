@@ -43,6 +43,24 @@ def test_frozen_operator_applied_to_its_state_is_the_drift(stencil, family, mod)
     assert (w >= 0).all()
 
 
+@pytest.mark.parametrize("stencil", STENCILS)
+@pytest.mark.parametrize("family", ["charbonnier", "perona-malik", "exponential", "weickert"])
+@pytest.mark.parametrize("shape", [(1, 1, 3, 3), (2, 1, 4, 5), (1, 2, 37, 21)], ids=["3x3", "4x5", "37x21"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numba_frozen_weights_equal_the_reference(stencil, family, shape, dtype):
+    """The numba kernel evaluates each diffusivity once per node (paper) or face (conservative) and writes
+    it to every link that uses it; the reference reads the stencil tables link by link. 37 rows: several
+    row blocks of the kernel's tasks, and a block boundary next to the border."""
+    u = _field(shape, seed=3, dtype=dtype)
+    B = shape[0]
+    a, il = np.linspace(0.7, 1.3, B), np.linspace(2.0, 0.5, B)
+    wn = JN.frozen_weights(u, a, il, stencil, 0.8, family)
+    wp = JP.frozen_weights(u, a, il, stencil, 0.8, family)
+    assert wn.shape == wp.shape == (4,) + shape and wn.dtype == np.float64
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(wn, wp, rtol=tol, atol=tol * np.abs(wp).max())
+
+
 def test_conservative_operator_is_symmetric_and_the_paper_one_is_not():
     u = _field()
     a, il = np.array([0.7, 1.3]), np.array([2.0, 0.5])
@@ -169,6 +187,20 @@ def test_aos_equals_a_literal_per_axis_tridiagonal_solve(stencil, mod):
             yy = np.stack([np.linalg.solve(_line_matrix(w[2, b, c, :, x], w[3, b, c, :, x], tau), f[b, c, :, x])
                            for x in range(W)], axis=1)
             np.testing.assert_allclose(got[b, c], 0.5 * (yx + yy), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numba_aos_solve_with_scale_and_dtype_equals_the_reference(dtype):
+    """The numba solve folds the AOS combination and the step's factor into its y-direction sweep."""
+    u = _field((2, 2, 19, 40))
+    w = JP.frozen_weights(u, np.array([0.7, 1.3]), np.array([2.0, 0.5]), "paper")
+    f = _field((2, 2, 19, 40), seed=2)
+    dt, scale = np.array([0.3, 5.0]), np.array([0.9, 1.1])
+    got = JN.aos_solve(w, f, dt, scale, dtype)
+    want = JP.aos_solve(w, f, dt, scale, dtype)
+    assert got.dtype == want.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-12 if dtype == np.float64 else 1e-6, atol=1e-12)
+    np.testing.assert_allclose(want, scale[:, None, None, None] * JP.aos_solve(w, f, dt), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- closed forms

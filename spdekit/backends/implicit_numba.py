@@ -31,6 +31,7 @@ from .implicit_numpy import METHODS, LinearSolveError, aos_step_with, theta_step
 name = "numba"
 _ROWS = 16  # rows per task of the blocked Krylov kernels
 _COLS = 64  # columns per task of the y-direction Thomas solve
+_LINES = 16  # x-lines swept together by a task of the x-direction Thomas solve
 #: planes of at most this many nodes run a whole Krylov solve in one task (one parallel region per
 #: solve, planes in parallel); larger planes use the blocked kernels (one region per pass, row blocks
 #: in parallel). Chosen by the plane's size only, so a sample's result does not depend on the batch.
@@ -45,61 +46,113 @@ def _blocks(H):
 # ----------------------------------------------------------------------------- kernels
 
 
-@njit(inline="always")
-def _mc(u, p, y, x, axis):
-    """Mirrored central difference of node (y, x) along ``axis`` (1: x, 0: y): 0 on a border normal to it."""
-    H, W = u.shape[1], u.shape[2]
-    if axis == 1:
-        if x == 0 or x == W - 1:
-            return u[p, y, x] - u[p, y, x]
-        return u[p, y, x + 1] - u[p, y, x - 1]
-    if y == 0 or y == H - 1:
-        return u[p, y, x] - u[p, y, x]
-    return u[p, y + 1, x] - u[p, y - 1, x]
+@njit(fastmath=_FM, error_model="numpy")
+def _paper_weight_rows(u, y0, y1, fam, a, il, one, inv_h2, out):
+    """Rows [y0, y1) of the paper stencil's weights of one plane (``out``: (4, H, W)). The link
+    i -> n carries n's diffusivity in the role of the link's axis: the drift's rolling row
+    diffusivities (:func:`.numba_backend._row_diffusivities`, one g per interior node), and beyond a
+    border the mirror ghost's (:func:`.numba_backend._ghost_y_row`; along x g(0, dy mirrored) of
+    column 1 / W-2, as in :func:`.numba_backend._paper_row`)."""
+    H, W = u.shape
+    cxr = np.empty(W, u.dtype)  # x-role diffusivities of row y
+    cxn = np.empty(W, u.dtype)
+    cyp = np.empty(W, u.dtype)  # y-role of row y-1 (or the ghost beyond row 0)
+    cyc = np.empty(W, u.dtype)  # y-role of row y
+    cyn = np.empty(W, u.dtype)  # y-role of row y+1 (or the ghost beyond row H-1)
+    if y0 == 0:
+        kb._ghost_y_row(u, 1, fam, a, il, one, cyp)
+    else:
+        kb._row_diffusivities(u, y0 - 1, fam, a, il, one, cxn, cyp)  # only its y-role is used
+    kb._row_diffusivities(u, y0, fam, a, il, one, cxr, cyc)
+    for y in range(y0, y1):
+        if y + 1 < H:
+            kb._row_diffusivities(u, y + 1, fam, a, il, one, cxn, cyn)
+        else:
+            kb._ghost_y_row(u, H - 2, fam, a, il, one, cyn)
+        interior_y = 0 < y < H - 1
+        ym = y - 1 if interior_y else y  # mirrored dy is 0 on the y-borders
+        yp = y + 1 if interior_y else y
+        d0 = u[yp, 1] - u[ym, 1]
+        d1 = u[yp, W - 2] - u[ym, W - 2]
+        for x in range(W - 1):
+            out[0, y, x] = cxr[x + 1] * inv_h2
+        out[0, y, W - 1] = kb._gfun(fam, a, il, d1 * d1, one) * inv_h2
+        out[1, y, 0] = kb._gfun(fam, a, il, d0 * d0, one) * inv_h2
+        for x in range(1, W):
+            out[1, y, x] = cxr[x - 1] * inv_h2
+        for x in range(W):
+            out[2, y, x] = cyn[x] * inv_h2
+            out[3, y, x] = cyp[x] * inv_h2
+        cyp, cyc, cyn = cyc, cyn, cyp
+        cxr, cxn = cxn, cxr
 
 
-@njit(inline="always")
-def _cc(u, p, y, x, axis):
-    """Clamped central difference of node (y, x) along ``axis`` (one-sided on the border nodes)."""
-    H, W = u.shape[1], u.shape[2]
-    if axis == 1:
-        return u[p, y, min(x + 1, W - 1)] - u[p, y, max(x - 1, 0)]
-    return u[p, min(y + 1, H - 1), x] - u[p, max(y - 1, 0), x]
+@njit(fastmath=_FM, error_model="numpy")
+def _y_faces(u, r, fam, a, il, one, inv_h2, out):
+    """Conservative weights of the faces between rows r and r+1 (0 <= r < H-1): g(X^2 + Y^2) / h^2 with
+    X the difference across the face and Y the mean of the two nodes' mirrored x-differences, halved."""
+    W = u.shape[1]
+    quarter = one / (one + one + one + one)
+    zero = one - one
+    for x in range(W):
+        X = u[r + 1, x] - u[r, x]
+        if 0 < x < W - 1:
+            Y = ((u[r, x + 1] - u[r, x - 1]) + (u[r + 1, x + 1] - u[r + 1, x - 1])) * quarter
+        else:
+            Y = (zero + zero) * quarter
+        out[x] = kb._gfun(fam, a, il, X * X + Y * Y, one) * inv_h2
+
+
+@njit(fastmath=_FM, error_model="numpy")
+def _conservative_weight_rows(u, y0, y1, fam, a, il, one, inv_h2, out):
+    """Rows [y0, y1) of the conservative stencil's weights of one plane: one diffusivity per face
+    (:func:`_y_faces` and its x analogue), evaluated once and written to both of its nodes; 0 on a
+    border face (zero flux)."""
+    H, W = u.shape
+    quarter = one / (one + one + one + one)
+    zero = one - one
+    below = np.zeros(W)  # faces between rows y-1 and y
+    above = np.zeros(W)  # faces between rows y and y+1
+    if y0 > 0:
+        _y_faces(u, y0 - 1, fam, a, il, one, inv_h2, below)
+    for y in range(y0, y1):
+        if y < H - 1:
+            _y_faces(u, y, fam, a, il, one, inv_h2, above)
+        else:
+            above[:] = 0.0
+        for x in range(W):
+            out[2, y, x] = above[x]
+            out[3, y, x] = below[x]
+        for x in range(W - 1):  # the x-faces of row y
+            X = u[y, x + 1] - u[y, x]
+            if 0 < y < H - 1:
+                Y = ((u[y + 1, x] - u[y - 1, x]) + (u[y + 1, x + 1] - u[y - 1, x + 1])) * quarter
+            else:
+                Y = (zero + zero) * quarter
+            v = kb._gfun(fam, a, il, X * X + Y * Y, one) * inv_h2
+            out[0, y, x] = v
+            out[1, y, x + 1] = v
+        out[0, y, W - 1] = 0.0
+        out[1, y, 0] = 0.0
+        below, above = above, below
 
 
 @njit(parallel=True, fastmath=_FM, error_model="numpy", cache=True)
 def _weights_kernel(u, fam, a, il, one, conservative, inv_h2, out):
     """out[d, p, y, x] = g1(X^2 + Y^2) / h^2 per direction d = +x, -x, +y, -y: the stencil tables'
-    diffusivities (module doc of .stencil_tables) written out per node; 0 on a zero-flux border face."""
+    diffusivities (module doc of .stencil_tables) written out per node; 0 on a zero-flux border face.
+    Tasks of (plane, block of _ROWS rows); a diffusivity is evaluated once per node (paper) or per face
+    (conservative), where the reference evaluates it once per link."""
     P, H, W = u.shape
-    quarter = one / (one + one + one + one)
-    for task in prange(P * H):
-        p = task // H
-        y = task % H
-        ap = a[p]
-        ilp = il[p]
-        for x in range(W):
-            for d in range(4):
-                axis = 1 if d < 2 else 0  # the axis along the direction
-                step = 1 if d % 2 == 0 else -1
-                ny = y + (step if axis == 0 else 0)
-                nx = x + (step if axis == 1 else 0)
-                inside = 0 <= ny < H and 0 <= nx < W
-                if conservative:
-                    if not inside:
-                        out[d, p, y, x] = 0.0
-                        continue
-                    X = u[p, ny, nx] - u[p, y, x]
-                    Y = (_mc(u, p, y, x, 1 - axis) + _mc(u, p, ny, nx, 1 - axis)) * quarter
-                elif inside:
-                    X = _cc(u, p, ny, nx, axis)
-                    Y = _mc(u, p, ny, nx, 1 - axis)
-                else:  # the mirror ghost: 0 along the border normal, the mirrored node's across difference
-                    my = ny if axis == 1 else (1 if ny < 0 else H - 2)
-                    mx = nx if axis == 0 else (1 if nx < 0 else W - 2)
-                    X = u[p, y, x] - u[p, y, x]
-                    Y = _mc(u, p, my, mx, 1 - axis)
-                out[d, p, y, x] = kb._gfun(fam, ap, ilp, X * X + Y * Y, one) * inv_h2
+    nb = (H + _ROWS - 1) // _ROWS
+    for task in prange(P * nb):
+        p = task // nb
+        y0 = (task % nb) * _ROWS
+        y1 = min(H, y0 + _ROWS)
+        if conservative:
+            _conservative_weight_rows(u[p], y0, y1, fam, a[p], il[p], one, inv_h2, out[:, p])
+        else:
+            _paper_weight_rows(u[p], y0, y1, fam, a[p], il[p], one, inv_h2, out[:, p])
 
 
 def frozen_weights(u, alpha, inv_lam2, stencil="paper", spacing=1.0, diffusivity="charbonnier"):
@@ -284,38 +337,56 @@ def _diag_inverse(w, scale, out):
 
 
 @njit(parallel=True, fastmath=_FM, cache=True)
-def _thomas_x(w, tau, f, out, cp, dp):
-    """Each x-line of each plane: (I - tau A_x) out = f (Thomas; mirror ends folded)."""
+def _thomas_x(w, tau, f, out):
+    """Each x-line of each plane: (I - tau A_x) out = f (Thomas; mirror ends folded). Tasks of (plane,
+    block of _LINES lines) copy their lines' coefficients transposed into task-local buffers and sweep
+    the lines together, the lines as the inner (vectorised) loop, as the y-direction solve does with
+    columns: one line's recurrence is a chain of dependent divisions, independent lines side by side
+    hide their latency. Each line's arithmetic is that of the serial algorithm, in the same order."""
     P, H, W = f.shape
-    for task in prange(P * H):
-        p = task // H
-        y = task % H
+    nb = (H + _LINES - 1) // _LINES
+    for task in prange(P * nb):
+        p = task // nb
+        y0 = (task % nb) * _LINES
+        L = min(_LINES, H - y0)
         t = tau[p]
-        for k in range(W):
-            fw = t * w[0, p, y, k]
-            bw = t * w[1, p, y, k]
-            lo = -bw if k > 0 else 0.0
-            up = -fw if k < W - 1 else 0.0
-            if k == 0:
-                up -= bw
-            if k == W - 1:
-                lo -= fw
-            dg = 1.0 + fw + bw
-            if k == 0:
-                cp[p, y, 0] = up / dg
-                dp[p, y, 0] = f[p, y, 0] / dg
-            else:
-                m = dg - lo * cp[p, y, k - 1]
-                cp[p, y, k] = up / m
-                dp[p, y, k] = (f[p, y, k] - lo * dp[p, y, k - 1]) / m
-        out[p, y, W - 1] = dp[p, y, W - 1]
-        for k in range(W - 2, -1, -1):
-            out[p, y, k] = dp[p, y, k] - cp[p, y, k] * out[p, y, k + 1]
+        fw = np.empty((W, L))
+        bw = np.empty((W, L))
+        cp = np.empty((W, L))
+        dp = np.empty((W, L))
+        for j in range(L):  # transpose the block's lines (reads along rows)
+            for k in range(W):
+                fw[k, j] = t * w[0, p, y0 + j, k]
+                bw[k, j] = t * w[1, p, y0 + j, k]
+                dp[k, j] = f[p, y0 + j, k]
+        for j in range(L):  # k = 0: the -neighbour is the mirror of node 1
+            dg = 1.0 + fw[0, j] + bw[0, j]
+            cp[0, j] = (-fw[0, j] - bw[0, j]) / dg
+            dp[0, j] = dp[0, j] / dg
+        for k in range(1, W - 1):
+            for j in range(L):
+                lo = -bw[k, j]
+                m = (1.0 + fw[k, j] + bw[k, j]) - lo * cp[k - 1, j]
+                cp[k, j] = -fw[k, j] / m
+                dp[k, j] = (dp[k, j] - lo * dp[k - 1, j]) / m
+        k = W - 1  # the +neighbour of the last node is its mirror, k - 1
+        for j in range(L):
+            lo = -bw[k, j] - fw[k, j]
+            m = (1.0 + fw[k, j] + bw[k, j]) - lo * cp[k - 1, j]
+            cp[k, j] = 0.0 / m
+            dp[k, j] = (dp[k, j] - lo * dp[k - 1, j]) / m
+        for k in range(W - 2, -1, -1):  # back substitution, in place in dp
+            for j in range(L):
+                dp[k, j] = dp[k, j] - cp[k, j] * dp[k + 1, j]
+        for j in range(L):
+            for k in range(W):
+                out[p, y0 + j, k] = dp[k, j]
 
 
 @njit(parallel=True, fastmath=_FM, cache=True)
-def _thomas_y(w, tau, f, out, cp, dp):
-    """Each y-line: (I - tau A_y) out = f, columns in blocks of _COLS as the inner loop."""
+def _thomas_y(w, tau, f, yx, scale, out, cp, dp):
+    """Each y-line: (I - tau A_y) z = f, columns in blocks of _COLS as the inner loop; then the AOS
+    combination out = scale (yx + z) / 2 (yx: the x-direction solution)."""
     P, H, W = f.shape
     ncb = (W + _COLS - 1) // _COLS
     for task in prange(P * ncb):
@@ -341,11 +412,13 @@ def _thomas_y(w, tau, f, out, cp, dp):
                     m = dg - lo * cp[p, y - 1, k]
                     cp[p, y, k] = up / m
                     dp[p, y, k] = (f[p, y, k] - lo * dp[p, y - 1, k]) / m
-        for k in range(k0, k1):
-            out[p, H - 1, k] = dp[p, H - 1, k]
-        for y in range(H - 2, -1, -1):
+        for y in range(H - 2, -1, -1):  # back substitution, in place in dp
             for k in range(k0, k1):
-                out[p, y, k] = dp[p, y, k] - cp[p, y, k] * out[p, y + 1, k]
+                dp[p, y, k] = dp[p, y, k] - cp[p, y, k] * dp[p, y + 1, k]
+        sc = scale[p]
+        for y in range(H):
+            for k in range(k0, k1):
+                out[p, y, k] = sc * (0.5 * (yx[p, y, k] + dp[p, y, k]))
 
 
 # ----------------------------------------------------------------------------- fused per-plane solves
@@ -622,19 +695,18 @@ def _bicgstab(w, b, sc, dinv, rtol, maxiter):
     return x, it, rr, bb
 
 
-def aos_solve(w, f, dt):
+def aos_solve(w, f, dt, scale=None, dtype=np.float64):
     """Same contract as :func:`.implicit_numpy.aos_solve`."""
     B, C = f.shape[:2]
     wp = _planes(w)
     fp = _planes(f)
     tau = 2.0 * _per_plane(dt, B, C)
-    cp, dp = np.empty_like(fp), np.empty_like(fp)
-    yx, yy = np.empty_like(fp), np.empty_like(fp)
-    _thomas_x(wp, tau, fp, yx, cp, dp)
-    _thomas_y(wp, tau, fp, yy, cp, dp)
-    yx += yy
-    yx *= 0.5
-    return yx.reshape(f.shape)
+    sc = np.ones(B * C) if scale is None else _per_plane(scale, B, C)
+    yx, cp, dp = np.empty_like(fp), np.empty_like(fp), np.empty_like(fp)
+    out = np.empty(fp.shape, dtype=dtype)
+    _thomas_x(wp, tau, fp, yx)
+    _thomas_y(wp, tau, fp, yx, sc, out, cp, dp)
+    return out.reshape(f.shape)
 
 
 def theta_step(u, dW, dt, coef, theta=0.5, stencil="paper", spacing=1.0, rtol=1e-6, maxiter=500, shift=None,

@@ -324,13 +324,17 @@ def thomas(lower, diag, upper, f):
     return x
 
 
-def aos_solve(w, f, dt):
-    """(1/2) sum_{l = x, y} (I - 2 dt A_l)^{-1} f (float64)."""
+def aos_solve(w, f, dt, scale=None, dtype=np.float64):
+    """``scale`` (1/2) sum_{l = x, y} (I - 2 dt A_l)^{-1} f, ``scale`` per sample (default 1), returned in
+    ``dtype`` (computed in float64)."""
     f = np.asarray(f, dtype=np.float64)
     tau = 2.0 * np.asarray(dt, dtype=np.float64)
     yx = thomas(*tridiagonal(w, tau, -1), f)
     yy = np.swapaxes(thomas(*tridiagonal(w, tau, -2), np.swapaxes(f, -1, -2)), -1, -2)
-    return 0.5 * (yx + yy)
+    out = 0.5 * (yx + yy)
+    if scale is not None:
+        out = np.asarray(scale, dtype=np.float64).reshape(-1, 1, 1, 1) * out
+    return out.astype(dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- the steps
@@ -389,5 +393,5 @@ def aos_step_with(kernels, frozen_weights, aos_solve, u, dW, dt, coef, stencil, 
     g2 = kernels.diffusion_amplitude(u, c.alpha2, c.inv_lam2, spacing, c.diffusivity2)
     rhs = (1.0 + 0.5 * C).reshape(-1, 1, 1, 1) * u + g2.astype(np.float64) * dW
     w = frozen_weights(u, c.alpha1, c.inv_lam1, stencil, spacing, c.diffusivity1)
-    new = ((f / d0).reshape(-1, 1, 1, 1) * aos_solve(w, rhs, float(dt) / d0)).astype(u.dtype)
+    new = aos_solve(w, rhs, float(dt) / d0, f / d0, u.dtype)
     return new, bool(np.isfinite(new).all())
