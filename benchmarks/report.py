@@ -203,6 +203,32 @@ def threads_section(d):
     return lines
 
 
+def stiff_step_section(d):
+    r0 = d["rows"][0]
+    lines = ["## Stiff-stable steps: numba kernels vs the numpy reference, and against an explicit step", "",
+             f"Measured on: {_machine_line(d['machine'])}. `python benchmarks/stiff_step.py`: one step of "
+             "`LinearlyImplicitTheta()` (BiCGSTAB, Jacobi) and `AOSEulerMaruyama()` on the paper preset (the "
+             f"'camera' image, t = {r0['t']:g}, dt = 1 and 16 times the explicit bound b), float64, bursts of "
+             f"{r0['burst']} steps; one explicit step of the same state for scale, and the numba step's parts. "
+             "Milliseconds per step (median). How many steps each scheme needs for a given accuracy is in "
+             "docs/validation.md, 'Work-precision'.", "",
+             "| batch x N^2 | dt / b | theta it. | theta numba | theta numpy | AOS numba | AOS numpy | EM | tamed EM | "
+             "weights | Thomas | BiCGSTAB | theta / EM | AOS / EM |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        s = r["seconds_per_step"]
+
+        def ms(k, s=s):
+            return f"{1e3 * s[k]:.3g}" if k in s else "n/a"
+
+        lines.append(f"| {r['batch']} x {r['size']}^2 | {r['dt_over_bound']:g} | {r['theta_iterations_mean']:.1f} | "
+                     + " | ".join(ms(k) for k in ("theta (numba)", "theta (numpy reference)", "AOS (numba)",
+                                                  "AOS (numpy reference)", "EM (numba)", "tamed EM (numba)",
+                                                  "frozen weights (numba)", "AOS Thomas solves (numba)",
+                                                  "BiCGSTAB solve (numba)"))
+                     + f" | {s['theta (numba)'] / s['EM (numba)']:.0f} | {s['AOS (numba)'] / s['EM (numba)']:.0f} |")
+    return lines + [""]
+
+
 def generic_section(title, d):
     return [f"## {title}", "", f"Measured on: {_machine_line(d['machine'])}.", "", "```", d.get("table", ""), "```", ""]
 
@@ -229,6 +255,9 @@ def build():
     d = _load("threads")
     if d:
         parts += threads_section(d)
+    d = _load("stiff_step")
+    if d:
+        parts += stiff_step_section(d)
     for name, title in (("gpu_step", "GPU step"), ("generative", "Generative training and sampling"),
                         ("adjoint", "Drift adjoint (the path loss's chain step)")):
         d = _load(name)

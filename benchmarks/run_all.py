@@ -26,6 +26,7 @@ JOBS = [
     ("threads", ["threads.py"]),
     ("generative", ["generative.py"]),
     ("adjoint", ["adjoint.py"]),
+    ("stiff_step", ["stiff_step.py"]),
 ]
 
 
