@@ -23,7 +23,7 @@ time; :func:`_gfun` and :func:`_dgds` are this backend's one definition of g and
 
 Editing these helpers: numba's on-disk cache (``cache=True``) checks only the file that defines a
 kernel, not the helpers it inlines from other files (numba PR 8396, not merged), so the cached kernels of
-:mod:`.implicit_numba` and :mod:`.numba_adjoint` keep the old g and dg/ds until their
+:mod:`.frozen_operator_numba` and :mod:`.numba_adjoint` keep the old g and dg/ds until their
 cache is cleared: ``find spdekit -name '*.nb[ic]' -delete``. A fresh clone (CI) has no cache.
 """
 
