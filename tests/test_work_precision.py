@@ -106,7 +106,9 @@ def test_config_reductions_at_512(wp):
     assert wp.config("heat", 512, False) is None
     cfg = wp.config("paper", 512, False)
     assert cfg["samples"] == 1 and cfg["repeats"] == 1
-    assert min(cfg["tamed-fixed"]) >= 4.0 / cfg["factor"]  # the reference 4 times finer than explicit points
+    others = [p for s in ("tamed-bound", "em-fixed", "em-bound") for p in cfg[s]]
+    assert min(others) >= 4.0 / cfg["factor"]  # the reference 4 times finer than these explicit points
+    assert min(cfg["tamed-fixed"]) == 1.0 / 128  # fixed-step tamed EM goes on, bridged, until it reaches 1e-2
     small = wp.config("paper", 128, False)
     assert small["samples"] is None and small["repeats"] == 2
     assert min(small["tamed-fixed"]) < 1.0 / small["factor"]  # bridged below the path's finest step
@@ -123,3 +125,22 @@ def test_bridged_substeps(wp, tmp_path):
     assert rows[0.25]["bridged_substeps"] == 2 and rows[0.5]["bridged_substeps"] == 1
     assert rows[0.25]["steps"] == 2 * rows[0.5]["steps"] == 4 * rows[1.0]["steps"]
     assert rows[1.0]["err"] > rows[0.5]["err"] > rows[0.25]["err"] and rows[0.25]["finite"]
+
+
+def test_acceptance_conditions_are_stated_separately():
+    """The verdict states each of the acceptance's two conditions: measured, or an estimate both
+    extrapolations agree on, or undetermined when they disagree."""
+    sys.path.insert(0, str(ROOT / "validation"))
+    try:
+        import work_precision_report as R
+    finally:
+        sys.path.remove(str(ROOT / "validation"))
+    txt = {"tamed-fixed": ("5.34", 5.34, True, 5.34), "tamed-bound": ("> 0.02", 10.0, False, 0.77)}
+    met = R._condition(txt, "tamed-fixed", 5.0, [128, 512], {}, 512)
+    assert "**met** (measured: 5.34)" in met
+    und = R._condition(txt, "tamed-bound", 1.0, [128, 512], {}, 512)
+    assert "**undetermined**" in und and "order 1 0.77" in und
+    txt["tamed-fixed"] = ("4.9", 4.9, True, 4.9)
+    assert "**not met** (measured: 4.90)" in R._condition(txt, "tamed-fixed", 5.0, [512], {}, 512)
+    txt["tamed-bound"] = ("> 0.5", 0.6, False, 0.5)
+    assert "**not met, on an estimate**" in R._condition(txt, "tamed-bound", 1.0, [512], {}, 512)
