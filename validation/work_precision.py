@@ -24,7 +24,7 @@ Contenders (library defaults, nothing tuned for one of them):
 * ``aos``: spdekit.AOSEulerMaruyama(), same ladder.
 
 The ladders per problem and size are in :func:`config` (shorter at larger N for the run's cost; at 512^2 and
-above: the paper preset only, one sample, each step timed once).
+above: one sample, each step timed once).
 
 Problems: ``heat``, spdekit.problems.LinearHeatEquation(alpha1 = N/2, alpha2 = 1), conservative stencil,
 T = 0.5, u0 = the 'camera' image scaled to [-1, 1]; reference: the exact solution on the same path
@@ -94,13 +94,9 @@ def problem(name: str, n: int):
     raise ValueError(name)
 
 
-#: from this size on (cost: one thread, the path's normal deviates and the steps grow as N^2): one sample,
-#: the paper preset only (the heat equation's exact reference needs its finest step at b/32)
-
-
 def config(pname: str, n: int, quick: bool):
     """The finest path step (b / factor), the samples and per scheme the ladder (multiples of the explicit
-    bound b, or cfl values); None where the point set is not measured (heat equation at N >= LARGE). The
+    bound b, or cfl values). The
     fine reference of the paper preset is 4 times finer than the finest explicit point; the exact reference
     of the heat equation needs no finer step. Smaller ladders at larger N (cost: the path's normal deviates
     and theta's solves), the same cut-off for both stiff schemes. ``tamed-fixed`` on the paper preset at
@@ -111,8 +107,6 @@ def config(pname: str, n: int, quick: bool):
         factor = 4 if pname == "paper" else 2
         return {"factor": factor, "samples": None, "tamed-fixed": [2.0, 1.0, 0.5], "tamed-bound": [1.0, 0.5],
                 "em-fixed": [1.0, 0.5], "em-bound": [1.0, 0.5], "theta": [16.0, 8.0, 4.0], "aos": [16.0, 8.0, 4.0]}
-    if pname == "heat" and n >= LARGE:
-        return None
     if pname == "heat":
         factor, stiff_min = 32, 0.25
     else:
