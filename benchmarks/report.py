@@ -213,7 +213,7 @@ def stiff_step_section(d):
              "Milliseconds per step (median). How many steps each scheme needs for a given accuracy is in "
              "docs/validation.md, 'Work-precision'.", "",
              "| batch x N^2 | dt / b | theta it. | theta numba | theta numpy | AOS numba | AOS numpy | EM | tamed EM | "
-             "weights | Thomas | BiCGSTAB | theta / EM | AOS / EM |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "weights | Thomas | BiCGSTAB | theta / EM | AOS / EM |", "|---" * 14 + "|"]
     for r in d["rows"]:
         s = r["seconds_per_step"]
 
