@@ -245,11 +245,10 @@ def _thomas_x(w, tau, f, out):
                 m = (1.0 + fw[k, j] + bw[k, j]) - lo * cp[k - 1, j]
                 cp[k, j] = -fw[k, j] / m
                 dp[k, j] = (dp[k, j] - lo * dp[k - 1, j]) / m
-        k = W - 1  # the +neighbour of the last node is its mirror, k - 1
+        k = W - 1  # the +neighbour of the last node is its mirror, k - 1 (no cp: nothing follows it)
         for j in range(L):
             lo = -bw[k, j] - fw[k, j]
             m = (1.0 + fw[k, j] + bw[k, j]) - lo * cp[k - 1, j]
-            cp[k, j] = 0.0 / m
             dp[k, j] = (dp[k, j] - lo * dp[k - 1, j]) / m
         for k in range(W - 2, -1, -1):  # back substitution, in place in dp
             for j in range(L):
