@@ -17,8 +17,8 @@ bands of DCT-II modes (frequency index sum ky + kx in [0, 8), [8, 16), [16, 24),
 reverse run. About 30 s on one core.
 
 ``--sweep``: for each checkpoint, the default strokes at t0 = 0.4, 0.8, 1.2, 1.6, 500 reverse steps over
-[0, T] (EM + 1 Langevin step), seeds ``--seeds``: the fraction of outputs outside and of confident ones
-(the shipped classifier, > 0.9). About 3 minutes per checkpoint on one core.
+[0, T] (EM + 1 Langevin step, or ``--predictor exponential``), seeds ``--seeds``: the fraction of outputs
+outside and of confident ones (the shipped classifier, > 0.9). About 3 minutes per checkpoint on one core.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def bands(process, score, reference, strokes, t0: float, steps: int, seed: int) 
     return [{"outside": np.flatnonzero(bad).tolist()}] + rows
 
 
-def sweep(ckpts, seeds, n: int = 64, t0s=(0.4, 0.8, 1.2, 1.6), steps: int = 500) -> list[dict]:
+def sweep(ckpts, seeds, n: int = 64, t0s=(0.4, 0.8, 1.2, 1.6), steps: int = 500,
+          predictor: str = "em") -> list[dict]:
     """Outside and confident fractions of SDEdit from the default strokes, per checkpoint, t0 and seed."""
     from genmodel.metrics import load_classifier
     from genmodel.stroke import stroke_scores
@@ -89,9 +90,9 @@ def sweep(ckpts, seeds, n: int = 64, t0s=(0.4, 0.8, 1.2, 1.6), steps: int = 500)
         model, process, _, _ = load_model(path)
         score = score_function(model)
         for t0 in t0s:
-            row = {"checkpoint": str(path), "t0": t0}
+            row = {"checkpoint": str(path), "predictor": predictor, "t0": t0}
             for seed in seeds:
-                out = sdedit_spde(process, score, strokes, t0, steps=steps, seed=seed)
+                out = sdedit_spde(process, score, strokes, t0, steps=steps, seed=seed, predictor=predictor)
                 res = stroke_scores(out, strokes, classifier)
                 row[f"outside_seed{seed}"] = res["outside_fraction"]
                 row[f"confident_seed{seed}"] = res["confident_fraction"]
@@ -109,9 +110,11 @@ def main(argv=None):
     ap.add_argument("--bands", action="store_true", help="band energies along one run (module doc)")
     ap.add_argument("--seed", type=int, default=1, help="the seed of --bands")
     ap.add_argument("--sweep", nargs="+", metavar="CKPT", help="checkpoints to sweep over t0 (module doc)")
+    ap.add_argument("--predictor", default="em", choices=("em", "exponential"),
+                    help="the sweep's predictor (with 1 Langevin corrector step)")
     args = ap.parse_args(argv)
     if args.sweep:
-        return sweep(args.sweep, args.seeds, args.n)
+        return sweep(args.sweep, args.seeds, args.n, predictor=args.predictor)
     model, process, _, ck = load_model(args.ckpt)
     score = score_function(model)
     steps = ck.get("sampling", {}).get("steps")
