@@ -307,8 +307,12 @@ def _dataset_section(ds, ds_label, ds_rows, cells, refs, priors, classifiers, gr
     lines += ["### Per seed", "", *_seed_table(cells, ds, ds_rows), "",
               "### Paired differences (x - y per seed; FID, KID: negative = x better; confidence: positive = x "
               "better)", "", *_paired_lines(pairs),
-              "### Plain statement (generated from the intervals above)", "", *_statement_lines(pairs),
-              "### Sample grids (first finished seed)", ""]
+              "### Plain statement (generated from the intervals above)", "", *_statement_lines(pairs)]
+    if ds == "digits16":
+        lines += ["Off the data: SDEdit from digit strokes (`genmodel stroke2img`) with the models of rows a and b is "
+                  "measured separately (`python validation/stroke_inputs.py --sweep CKPT ...`): "
+                  "[docs/genmodel.md](genmodel.md), stroke2img, \"Runaways come with the anisotropic recipe\".", ""]
+    lines += ["### Sample grids (first finished seed)", ""]
     for (gds, row, which), g in grids.items():
         if gds == ds:
             lines.append(f"* row {row}{', EM at dt' if which == 'em_dt' else ''}: "
