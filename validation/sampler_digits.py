@@ -1,7 +1,9 @@
 # ruff: noqa: E402
 """The samplers on trained digits models (issue 22, item 7): each predictor at the Table 1 step counts.
 
-Models: the shipped digits model (``genmodel/assets/digits16_anisotropic.pt``) and Table 1 run folders
+Models: the shipped digits model (``genmodel/assets/digits16_anisotropic.pt``), the asset it replaced at
+stop 35 (the same config at 4,000 training steps: ``git show d15cecb:genmodel/assets/digits16_anisotropic.pt >
+out/digits16_anisotropic_4000.pt``; skipped where that file is absent) and Table 1 run folders
 (``--runs``: ``WORKDIR/full/<method>_16px_seed0/model.pt`` of ``validation/table1.py``). Settings, the same
 for every model (NFE: network evaluations per image):
 
@@ -43,12 +45,14 @@ from genmodel.sampling import sample  # noqa: E402
 from genmodel.train import _set_threads  # noqa: E402
 
 SHIPPED = ROOT / "genmodel" / "assets" / "digits16_anisotropic.pt"
+SHIPPED_4000 = ROOT / "out" / "digits16_anisotropic_4000.pt"  # the asset until stop 34 (module doc)
 # (name, predictor, steps, corrector steps)
 SETTINGS = [("em_264", "em", 264, 1), ("exponential_264", "exponential", 264, 1), ("em_2000", "em", 2000, 0),
             ("ode_264", "ode", 264, 0), ("exponential_ode_264", "exponential_ode", 264, 0),
             ("em_528", "em", 528, 1), ("exponential_528", "exponential", 528, 1), ("ode_528", "ode", 528, 0),
             ("exponential_ode_528", "exponential_ode", 528, 0)]
-MODELS = [("shipped", "shipped digits model (anisotropic, path loss, time_weight_power 1, 4000 steps)"),
+MODELS = [("shipped", "shipped digits model (anisotropic, path loss, time_weight_power 1, 12000 steps)"),
+          ("shipped_4000", "the shipped config at 4000 steps (the asset until stop 34)"),
           ("anisotropic", "Table 1 anisotropic (path loss), seed 0"), ("ve_sde", "Table 1 VE-SDE, seed 0"),
           ("isotropic", "Table 1 isotropic heat, seed 0"),
           ("anisotropic_transition", "Table 1 anisotropic (transition loss), seed 0")]
@@ -58,6 +62,8 @@ SEED = 1000
 def model_path(name: str, runs: Path | None) -> Path | None:
     if name == "shipped":
         return SHIPPED
+    if name == "shipped_4000":
+        return SHIPPED_4000 if SHIPPED_4000.is_file() else None
     p = None if runs is None else runs / f"{name}_16px_seed0" / "model.pt"
     return p if p is not None and p.is_file() else None
 
