@@ -83,7 +83,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--steps", type=int, default=K // 8, help="Heun steps for the Gaussian check")
-    ap.add_argument("--chains", nargs="+", default=["heat", "ve_sde"], choices=list(chains()))
+    ap.add_argument("--chains", nargs="*", default=["heat", "ve_sde"], choices=list(chains()),
+                    help="chains of the Gaussian check (none: only --models)")
     ap.add_argument("--models", nargs="*", default=[], help="NAME=PATH of digits models")
     ap.add_argument("--digits-steps", type=int, help="Heun steps for the digits models (default K)")
     ap.add_argument("--threads", type=int, default=1)
