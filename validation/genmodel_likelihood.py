@@ -91,9 +91,10 @@ def main() -> int:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     warnings.simplefilter("ignore")
-    print("| chain | n | Heun steps | analytic | exact trace (diff) | Hutchinson - exact (SE) | "
-          "s (exact / Hutchinson) |")
-    print("|---|---|---|---|---|---|---|")
+    if a.chains:
+        print("| chain | n | Heun steps | analytic | exact trace (diff) | Hutchinson - exact (SE) | "
+              "s (exact / Hutchinson) |")
+        print("|---|---|---|---|---|---|---|")
     for chain in a.chains:
         r = gaussian_check(chain, a.n, a.steps)
         print(f"| {chain} | {r['n']} | {r['steps']} | {r['analytic']:.4f} | {r['exact']:.4f} "
